@@ -1,0 +1,46 @@
+# Two commands from a fresh clone: `make run` (the app with its worker and beat) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Development defaults; anything already in the environment wins.
+export DEBUG ?= 1
+export DJANGO_SETTINGS_MODULE ?= kilo_billing.settings
+
+.PHONY: run test bootstrap services lint typecheck check bench clean
+
+$(BIN)/.installed: requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	touch $@
+
+services: $(BIN)/.installed
+	$(BIN)/python scripts/ensure_services.py
+
+bootstrap: services
+
+run: bootstrap
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@echo "Kilo Billing on http://127.0.0.1:8000 (web, Celery worker and beat; Ctrl-C stops all)"
+	$(BIN)/honcho start -f Procfile
+
+# pytest exits 5 when it collects no test; that is a failure here, never a green run.
+test: bootstrap
+	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy .
+
+check: lint typecheck test
+
+lock:
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) staticfiles .celerybeat-schedule*

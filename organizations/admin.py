@@ -1,0 +1,59 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from organizations.models import AuditEvent, Invitation, Membership, Organization
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ("user",)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "id", "created_at")
+    search_fields = ("name", "id")
+    date_hierarchy = "created_at"
+    inlines = (MembershipInline,)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__email", "organization__name")
+    list_select_related = ("user", "organization")
+    raw_id_fields = ("user", "organization")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("email", "organization", "role", "status", "created_at", "expires_at")
+    list_filter = ("role", "accepted_at", "revoked_at")
+    search_fields = ("email", "organization__name")
+    list_select_related = ("organization",)
+    raw_id_fields = ("organization", "invited_by", "accepted_by")
+    exclude = ("token_hash",)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the audit trail is written by services, never by hand."""
+
+    list_display = ("created_at", "organization", "actor", "action", "target")
+    list_filter = ("action",)
+    search_fields = ("action", "target", "actor__email", "organization__name")
+    list_select_related = ("organization", "actor")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

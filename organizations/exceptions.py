@@ -1,0 +1,14 @@
+class TeamRuleError(Exception):
+    """A team change the rules refuse; the message says why, in words a user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvitationUnusable(Exception):
+    """An invitation link that cannot be accepted. `reason` picks the page the visitor sees."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
