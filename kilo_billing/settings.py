@@ -61,7 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "kilo_billing",
-    "kilo_billing.payments",
+    "kilo_billing.payments.apps.PaymentsConfig",
     "accounts",
     "organizations",
     "seats",
@@ -176,7 +176,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "webhook-retry": {"task": "kilo_billing.payments.tasks.webhook_events_retry", "schedule": 300},
+    "sandbox-tick": {"task": "kilo_billing.payments.sandbox.tasks.sandbox_tick", "schedule": 60},
+    "sandbox-redeliver": {
+        "task": "kilo_billing.payments.sandbox.tasks.sandbox_events_redeliver",
+        "schedule": 60,
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -2,12 +2,18 @@
 whose owner is the outsider. Whatever the neighbour holds must stay invisible to Acme's people."""
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import User
+from kilo_billing.celery import app as celery_app
+from kilo_billing.payments import dispatch
+from kilo_billing.payments.models import WebhookEvent
+from kilo_billing.payments.sandbox import delivery
+from kilo_billing.payments.sandbox.models import SandboxEvent
 from organizations.models import Organization
 from organizations.roles import Role
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -41,6 +47,46 @@ def _clean_cache() -> None:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_posts_through_the_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandbox events reach /stripe/webhook/ through Django's test client (the real view and
+    signature check, no socket); tasks queued after commit run inline instead of in Redis."""
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        response = Client().post(
+            urlparse(url).path,
+            data=body,
+            content_type="application/json",
+            headers={"Stripe-Signature": headers["Stripe-Signature"]},
+        )
+        return response.status_code, response.content.decode()[:300]
+
+    monkeypatch.setattr(delivery, "post", post)
+
+
+celery_app.conf.task_always_eager = True
+
+
+def settle() -> None:
+    """Deliver every sandbox event and process every stored webhook event, as worker and beat
+    would: the asynchronous half of a payment, run to its end."""
+    for _ in range(20):
+        pending_events = list(
+            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by("created", "id")
+        )
+        for event in pending_events:
+            delivery.sandbox_event_deliver(event_id=event.id)
+        owed = list(
+            WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING).order_by(
+                "created", "pk"
+            )
+        )
+        for webhook_event in owed:
+            dispatch.webhook_event_process(webhook_event_id=webhook_event.pk)
+        if not pending_events and not owed:
+            return
 
 
 @pytest.fixture

@@ -1,0 +1,228 @@
+"""The sandbox gateway's own state: a small, local copy of the Stripe objects the product uses."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class SandboxClock(models.Model):
+    """How far the sandbox's clock runs ahead of real time (moved by `sandbox_advance`)."""
+
+    offset_seconds = models.BigIntegerField(default=0)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"+{self.offset_seconds}s"
+
+
+class SandboxCustomer(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    address = models.JSONField(default=dict, blank=True)
+    tax_ids = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    default_payment_method = models.ForeignKey(
+        "SandboxPaymentMethod", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.name}"
+
+
+class SandboxPaymentMethod(models.Model):
+    class Behaviour(models.TextChoices):
+        SUCCEEDS = "succeeds"
+        FAILS_ON_CHARGE = "fails_on_charge"
+
+    id = models.CharField(primary_key=True, max_length=40)
+    customer = models.ForeignKey(
+        SandboxCustomer, null=True, on_delete=models.CASCADE, related_name="payment_methods"
+    )
+    brand = models.CharField(max_length=20)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    behaviour = models.CharField(max_length=20, choices=Behaviour.choices)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
+
+
+class SandboxPrice(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    lookup_key = models.CharField(max_length=100, unique=True)
+    product_name = models.CharField(max_length=200)
+    unit_amount = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return self.lookup_key
+
+
+class SandboxSubscription(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    item_id = models.CharField(max_length=40, unique=True)
+    customer = models.ForeignKey(
+        SandboxCustomer, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    price = models.ForeignKey(SandboxPrice, on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, default="incomplete")
+    billing_cycle_anchor = models.DateTimeField()
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    pending_quantity = models.PositiveIntegerField(null=True, blank=True)
+    pending_expires_at = models.DateTimeField(null=True, blank=True)
+    pending_invoice = models.ForeignKey(
+        "SandboxInvoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    latest_invoice = models.ForeignKey(
+        "SandboxInvoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"{self.id} × {self.quantity} ({self.status})"
+
+
+class SandboxInvoice(models.Model):
+    id = models.CharField(primary_key=True, max_length=40)
+    number = models.CharField(max_length=20, blank=True)
+    customer = models.ForeignKey(SandboxCustomer, on_delete=models.CASCADE, related_name="invoices")
+    subscription = models.ForeignKey(
+        SandboxSubscription,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invoices",
+    )
+    status = models.CharField(max_length=20, default="draft")
+    billing_reason = models.CharField(max_length=40)
+    description = models.CharField(max_length=500, blank=True)
+    currency = models.CharField(max_length=3, default="usd")
+    amount_due = models.IntegerField(default=0)
+    amount_paid = models.IntegerField(default=0)
+    attempt_count = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    next_payment_attempt = models.DateTimeField(null=True, blank=True)
+    auto_finalize_at = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    lines = models.JSONField(default=list)
+    metadata = models.JSONField(default=dict, blank=True)
+    payment_intent = models.CharField(max_length=40, blank=True)
+    last_payment_error = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "payments"
+        indexes = [
+            models.Index(
+                fields=["next_payment_attempt"],
+                name="sandbox_invoice_retry_due",
+                condition=models.Q(status="open"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.number or self.id
+
+
+class SandboxCheckoutSession(models.Model):
+    id = models.CharField(primary_key=True, max_length=80)
+    customer = models.ForeignKey(SandboxCustomer, on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, default="open")
+    payment_status = models.CharField(max_length=20, default="unpaid")
+    amount = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    description = models.CharField(max_length=500, blank=True)
+    price = models.ForeignKey(
+        SandboxPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    quantity = models.PositiveIntegerField(default=1)
+    metadata = models.JSONField(default=dict, blank=True)
+    success_url = models.URLField(max_length=1000)
+    cancel_url = models.URLField(max_length=1000)
+    subscription = models.ForeignKey(
+        SandboxSubscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invoice = models.ForeignKey(
+        SandboxInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    payment_intent = models.CharField(max_length=40, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class SandboxIdempotencyKey(models.Model):
+    """The first answer to a request with this key; a repeat returns it and does nothing."""
+
+    key = models.CharField(max_length=255, unique=True)
+    object_id = models.CharField(max_length=80)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SandboxEvent(models.Model):
+    """An event the sandbox sends to the app's webhook endpoint, redelivered until a 2xx."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    created = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # None once delivery is given up (after three days, as Stripe does).
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    last_response = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        app_label = "payments"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="sandbox_event_undelivered",
+                condition=models.Q(delivered_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
