@@ -14,4 +14,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("kilo_billing.payments.urls")),
     path("", include("organizations.urls")),
+    path("o/<uuid:org_id>/credits/", include("credits.urls")),
+    path("o/<uuid:org_id>/seats/", include("seats.urls")),
+    path("o/<uuid:org_id>/invoices/", include("invoices.urls")),
 ]

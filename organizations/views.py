@@ -93,13 +93,6 @@ def _coming_soon(tab: str, permission: Permission, what: str):  # type: ignore[n
     return view
 
 
-credits_tab = _coming_soon(
-    "credits", Permission.MANAGE_CREDITS, "Buying credits, auto top-up and low-balance alerts"
-)
-seats_tab = _coming_soon("seats", Permission.MANAGE_SEATS, "Seat subscriptions and occupancy")
-invoices_tab = _coming_soon(
-    "invoices", Permission.MANAGE_BILLING, "Invoices, billing details and the payment method"
-)
 usage_tab = _coming_soon("usage", Permission.VIEW_ORGANIZATION, "Usage analytics")
 
 
