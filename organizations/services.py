@@ -17,6 +17,8 @@ from accounts.models import User
 from organizations.exceptions import InvitationUnusable, TeamRuleError
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role, allows, permission_to_invite, permission_to_manage
+from seats.exceptions import NoEmptySeat
+from seats.rules import seat_require_empty
 
 
 def audit_record(
@@ -116,6 +118,9 @@ def invitation_create(*, actor: User, membership: Membership, email: str, role: 
         raise TeamRuleError(
             f"{email} already has an open invitation; resend or revoke it below."
         ) from None
+    # An open invitation for an owner, admin or member holds a seat from now on (checked after
+    # the insert, so that a duplicate is reported as such; a refusal rolls the insert back).
+    seat_require_empty(organization_id=organization.pk, role=role, invitation_id=invitation.pk)
     audit_record(
         organization=organization, actor=actor, action="invitation.create", target=email, role=role
     )
@@ -130,6 +135,9 @@ def invitation_resend(*, actor: User, membership: Membership, invitation: Invita
         raise PermissionDenied
     if invitation.accepted_at or invitation.revoked_at:
         raise TeamRuleError("This invitation was already accepted or revoked.")
+    if invitation.status == Invitation.Status.EXPIRED:
+        # An expired invitation held no seat; resending makes it hold one again.
+        seat_require_empty(organization_id=invitation.organization_id, role=invitation.role)
     token, invitation.token_hash = _new_token()
     invitation.expires_at = timezone.now() + settings.INVITATION_VALID_FOR
     invitation.save(update_fields=["token_hash", "expires_at"])
@@ -179,6 +187,16 @@ def invitation_accept(*, user: User, token: str) -> Membership:
     invitation = invitation_for_token(token)
     if invitation.email.lower() != user.email.lower():
         raise InvitationUnusable("wrong_email")
+    try:
+        # The pending invitation already holds a seat; this refuses only when seats were lost
+        # under it (e.g. the subscription ended), and serializes with seat removal.
+        seat_require_empty(
+            organization_id=invitation.organization_id,
+            role=invitation.role,
+            invitation_id=invitation.pk,
+        )
+    except NoEmptySeat:
+        raise InvitationUnusable("no_seat") from None
     now = timezone.now()
     claimed = Invitation.objects.filter(
         pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
@@ -232,6 +250,9 @@ def membership_change_role(
     _lock_owners(target.organization_id)
     if target.role == Role.OWNER and role != Role.OWNER and not _other_owners(target):
         raise TeamRuleError("The last owner cannot be demoted; make someone else owner first.")
+    if target.role == Role.BILLING_MANAGER:
+        # Billing managers hold no seat: becoming an owner, admin or member needs an empty one.
+        seat_require_empty(organization_id=target.organization_id, role=role)
     old_role = target.role
     target.role = role
     target.save(update_fields=["role"])

@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
@@ -14,6 +16,7 @@ from organizations.exceptions import InvitationUnusable, TeamRuleError
 from organizations.forms import DeleteOrganizationForm, InviteForm, OrganizationForm, RoleForm
 from organizations.models import Membership
 from organizations.roles import MATRIX, Permission, Role, assignable_roles, invitable_roles
+from seats.exceptions import NoEmptySeat
 
 
 def _user(request: HttpRequest) -> User:
@@ -133,6 +136,10 @@ def invite(request: HttpRequest, org_id: UUID) -> HttpResponse:
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
             )
+        except NoEmptySeat as error:
+            form.add_error(None, error.message)
+            # The page offers the way forward: the Seats tab's "add seats".
+            form.no_empty_seat = True  # type: ignore[attr-defined]
         except TeamRuleError as error:
             form.add_error("email", error.message)
         else:
@@ -202,16 +209,27 @@ def member_role(request: HttpRequest, org_id: UUID, membership_id: int) -> HttpR
         messages.error(request, "Choose one of the listed roles.")
         return redirect("org_members", org_id=org_id)
 
-    def action() -> str:
+    try:
         services.membership_change_role(
             actor=_user(request),
             membership=membership,
             target=target,
             role=form.cleaned_data["role"],
         )
-        return f"{target.user.email} is now {target.get_role_display()}."
-
-    return _team_action(request, org_id, action)
+    except NoEmptySeat as error:
+        messages.error(
+            request,
+            format_html(
+                '{} <a href="{}?seats=1">Add seats</a>',
+                error.message,
+                reverse("org_seats_add", args=[org_id]),
+            ),
+        )
+    except TeamRuleError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
+    return redirect("org_members", org_id=org_id)
 
 
 @login_required
@@ -301,6 +319,8 @@ _UNUSABLE_MESSAGES = {
     "expired": "This invitation has expired. Ask the organization to resend it.",
     "wrong_email": "This invitation was sent to another email address than the one you are "
     "logged in with. Log out and sign up or log in with the invited address.",
+    "no_seat": "The organization has no empty seat for you right now. Ask its owner or billing "
+    "manager to add seats, then open this link again.",
 }
 
 

@@ -1,5 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class SeatsConfig(AppConfig):
     name = "seats"
+
+    def ready(self) -> None:
+        from seats import webhooks  # noqa: F401 - registers the seat webhook handlers
+        from seats.plans import seat_plans_ensure
+
+        # A test database flush (transactional tests) empties the plans the data migration
+        # seeded; post_migrate follows every migrate and flush, as for content types.
+        post_migrate.connect(seat_plans_ensure, sender=self, dispatch_uid="seat_plans_ensure")

@@ -1,0 +1,40 @@
+"""Seat handlers for the gateway's events. Each re-fetches the subscription from the gateway (the
+source of truth) instead of trusting the event's copy, so that events may arrive twice and in any
+order: an old event only triggers a fresh read of the newest state."""
+
+from kilo_billing.payments.dispatch import handles
+from kilo_billing.payments.gateway import parse_checkout_session, parse_invoice, parse_subscription
+from kilo_billing.payments.models import WebhookEvent
+from seats import services
+
+
+@handles(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+def subscription_changed(event: WebhookEvent) -> None:
+    services.seat_subscription_refresh(subscription_id=parse_subscription(event.object).id)
+
+
+@handles("invoice.paid")
+def invoice_paid(event: WebhookEvent) -> None:
+    """Purchases, additions (also one paid later, after a declined charge) and renewals."""
+    invoice = parse_invoice(event.object)
+    if not invoice.subscription:
+        return
+    # The seats of an addition appear when its invoice is paid: mirror the new quantity first.
+    services.seat_subscription_refresh(subscription_id=invoice.subscription)
+    services.seat_invoice_paid(invoice=invoice)
+
+
+@handles("checkout.session.completed")
+def checkout_completed(event: WebhookEvent) -> None:
+    session = parse_checkout_session(event.object)
+    if session.mode == "subscription" and session.subscription:
+        services.seat_subscription_refresh(subscription_id=session.subscription)
+
+
+@handles("checkout.session.expired")
+def checkout_expired(event: WebhookEvent) -> None:
+    services.seats_checkout_expired(session_id=parse_checkout_session(event.object).id)
