@@ -1,3 +1,6 @@
+from datetime import datetime
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -46,3 +49,141 @@ class BillingProfile(models.Model):
 
     def __str__(self) -> str:
         return self.company_name or self.billing_email or f"profile {self.pk}"
+
+
+class Invoice(models.Model):
+    """The local copy of one gateway invoice of a billing profile, kept for accounting even when
+    its organization's data is purged. Synced from invoice.* events by `invoice_sync`."""
+
+    class Kind(models.TextChoices):
+        SEAT_SUBSCRIPTION = "seat_subscription", "Seat subscription"
+        SEAT_PRORATION = "seat_proration", "Seat proration"
+        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+        AUTO_TOPUP = "auto_topup", "Auto top-up"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+        UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+    billing_profile = models.ForeignKey(
+        BillingProfile, on_delete=models.PROTECT, related_name="invoices"
+    )
+    gateway_id = models.CharField(max_length=80, unique=True)
+    number = models.CharField(max_length=80, blank=True)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    billing_reason = models.CharField(max_length=40, blank=True)
+    currency = models.CharField(max_length=3, default="usd")
+    amount_due = models.BigIntegerField(default=0, help_text="Cents.")
+    amount_paid = models.BigIntegerField(default=0, help_text="Cents.")
+    amount_remaining = models.BigIntegerField(default=0, help_text="Cents.")
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_payment_attempt = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    invoice_pdf = models.URLField(max_length=500, blank=True)
+    gateway_subscription_id = models.CharField(max_length=80, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+    created = models.DateTimeField(help_text="When the gateway created the invoice.")
+    # The time of the snapshot last applied (an event's `created`, or when it was fetched):
+    # with the status and attempt count it decides whether a late event is older.
+    observed_at = models.DateTimeField()
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["billing_profile", "-created"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=[
+                        "seat_subscription",
+                        "seat_proration",
+                        "credit_purchase",
+                        "auto_topup",
+                        "other",
+                    ]
+                ),
+                name="invoice_kind_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "open", "paid", "void", "uncollectible"]),
+                name="invoice_status_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_due__gte=0, amount_paid__gte=0, amount_remaining__gte=0),
+                name="invoice_amounts_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or self.gateway_id
+
+    @property
+    def display_number(self) -> str:
+        return self.number or "Draft"
+
+    @property
+    def line_items(self) -> list[dict[str, Any]]:
+        """The stored lines with their periods as datetimes again."""
+        return [
+            {
+                **line,
+                "period_start": _parse(line.get("period_start")),
+                "period_end": _parse(line.get("period_end")),
+            }
+            for line in self.lines
+        ]
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class LifecycleTransition(models.Model):
+    """One move of an organization's billing state: from, to, when, why, which invoice, by whom.
+    Never updated; kept (with the organization's tombstone) after the retention purge."""
+
+    State = Organization.BillingState
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="lifecycle_transitions"
+    )
+    from_state = models.CharField(max_length=20, choices=State.choices)
+    to_state = models.CharField(max_length=20, choices=State.choices)
+    reason = models.CharField(max_length=300)
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when the system made the move (a payment, a sweep).",
+    )
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}: {self.from_state} → {self.to_state}"
+
+
+class OrganizationLifecycle(Organization):
+    """The organization as staff see it in the admin's billing section: state, deadlines,
+    timeline, and the extend / suspend / restore actions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "organization billing lifecycle"
+        verbose_name_plural = "organization billing lifecycles"

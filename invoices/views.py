@@ -1,18 +1,295 @@
+"""The Invoices tab, one invoice, its PDF, the CSV export, billing details and "pay now". Every
+page here stays open while the organization is suspended: paying is how it comes back."""
+
+import csv
+from collections.abc import Iterator
+from datetime import datetime
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
 
+from accounts.models import User
+from invoices import selectors, services
+from invoices.exceptions import NothingToPay
+from invoices.forms import BillingDetailsForm, InvoiceFilterForm, PayNowForm
+from invoices.models import Invoice
+from kilo_billing.payments.gateway import GatewayError, PaymentMethod
 from organizations.access import membership_for
+from organizations.models import Membership
 from organizations.roles import Permission
+
+PAGE_SIZE = 25
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _billing_membership(request: HttpRequest, org_id: UUID) -> Membership:
+    return membership_for(
+        request, org_id, permission=Permission.MANAGE_BILLING, allow_suspended=True
+    )
+
+
+def _card(request: HttpRequest, membership: Membership) -> tuple[PaymentMethod | None, bool]:
+    """(saved card, whether the gateway answered)."""
+    try:
+        return services.saved_card(organization=membership.organization), True
+    except GatewayError:
+        messages.warning(request, "The payment provider did not answer; the card is not shown.")
+        return None, False
 
 
 @login_required
+@require_GET
 def invoices_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
-    membership = membership_for(request, org_id, permission=Permission.MANAGE_BILLING)
+    membership = _billing_membership(request, org_id)
+    form = InvoiceFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        messages.error(request, f"{form.error_text()} Showing all invoices instead.")
+    invoices = selectors.invoices_filtered(
+        organization=membership.organization, filters=form.filters()
+    )
+    page = Paginator(invoices, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
-        "organizations/coming_soon.html",
-        {"membership": membership, "tab": "invoices", "what": "Invoices"},
+        "invoices/list.html",
+        {
+            "membership": membership,
+            "tab": "invoices",
+            "form": form,
+            "filtered": form.filters().active,
+            "page": page,
+            "totals": selectors.invoice_totals(invoices),
+            "querystring": form.querystring(),
+        },
+    )
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _dollars(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    dollars, rest = divmod(abs(cents), 100)
+    return f"{sign}{dollars}.{rest:02d}"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+CSV_HEADER = (
+    "number",
+    "kind",
+    "status",
+    "created_utc",
+    "period_start_utc",
+    "period_end_utc",
+    "currency",
+    "amount_due",
+    "amount_paid",
+    "amount_remaining",
+    "attempt_count",
+    "paid_at_utc",
+    "hosted_invoice_url",
+)
+
+
+def _csv_rows(invoices: Iterator[Invoice]) -> Iterator[list[str]]:
+    yield list(CSV_HEADER)
+    for invoice in invoices:
+        yield [
+            invoice.number,
+            invoice.kind,
+            invoice.status,
+            _when(invoice.created),
+            _when(invoice.period_start),
+            _when(invoice.period_end),
+            invoice.currency.upper(),
+            _dollars(invoice.amount_due),
+            _dollars(invoice.amount_paid),
+            _dollars(invoice.amount_remaining),
+            str(invoice.attempt_count),
+            _when(invoice.paid_at),
+            invoice.hosted_invoice_url,
+        ]
+
+
+@login_required
+@require_GET
+def invoices_csv(request: HttpRequest, org_id: UUID) -> StreamingHttpResponse:
+    """The filtered list as CSV, streamed row by row (amounts in dollars, times in UTC)."""
+    membership = _billing_membership(request, org_id)
+    form = InvoiceFilterForm(request.GET or None)
+    invoices = selectors.invoices_filtered(
+        organization=membership.organization, filters=form.filters()
+    ).iterator(chunk_size=500)
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in _csv_rows(invoices)), content_type="text/csv"
+    )
+    response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+    return response
+
+
+def _invoice(membership: Membership, invoice_id: int) -> Invoice:
+    return get_object_or_404(
+        selectors.invoices_of_organization(organization=membership.organization), pk=invoice_id
+    )
+
+
+@login_required
+@require_GET
+def invoice_detail(request: HttpRequest, org_id: UUID, invoice_id: int) -> HttpResponse:
+    membership = _billing_membership(request, org_id)
+    invoice = _invoice(membership, invoice_id)
+    overdue = (
+        selectors.overdue_invoices(organization=membership.organization)
+        .filter(pk=invoice.pk)
+        .exists()
+    )
+    return render(
+        request,
+        "invoices/detail.html",
+        {
+            "membership": membership,
+            "tab": "invoices",
+            "invoice": invoice,
+            "lines": invoice.line_items,
+            "overdue": overdue,
+        },
+    )
+
+
+@login_required
+@require_GET
+def invoice_pdf(request: HttpRequest, org_id: UUID, invoice_id: int) -> HttpResponse:
+    """The gateway's PDF of the invoice (drafts have none yet)."""
+    membership = _billing_membership(request, org_id)
+    invoice = _invoice(membership, invoice_id)
+    if not invoice.invoice_pdf:
+        raise Http404("This invoice has no PDF yet: drafts get one when they are finalized.")
+    return redirect(invoice.invoice_pdf)
+
+
+@login_required
+def billing(request: HttpRequest, org_id: UUID) -> HttpResponse:
+    """Billing details (synced to the gateway customer), the saved card, the account's billing
+    state and its timeline."""
+    membership = _billing_membership(request, org_id)
+    organization = membership.organization
+    profile = services.billing_profile_for(organization=organization)
+    form = BillingDetailsForm(request.POST if request.method == "POST" else None, instance=profile)
+    if request.method == "POST":
+        if form.is_valid():
+            details = {name: form.cleaned_data[name] for name in services.BILLING_DETAIL_FIELDS}
+            try:
+                services.billing_details_update(
+                    actor=_user(request), organization=organization, **details
+                )
+            except GatewayError as error:
+                messages.warning(
+                    request,
+                    f"Billing details saved here, but the payment provider refused them ({error});"
+                    " invoices keep the old details until you save again.",
+                )
+            else:
+                messages.success(request, "Billing details saved; new invoices will show them.")
+            return redirect("org_billing", org_id=org_id)
+        messages.error(request, "Some details need fixing; see below.")
+    card, _ = _card(request, membership)
+    return render(
+        request,
+        "invoices/billing.html",
+        {
+            "membership": membership,
+            "tab": "invoices",
+            "form": form,
+            "card": card,
+            "transitions": selectors.lifecycle_transitions(organization=organization)[:50],
+            "overdue": list(selectors.overdue_invoices(organization=organization)),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_GET
+def payment_method(request: HttpRequest, org_id: UUID) -> HttpResponse:
+    """To the gateway's page for replacing the card; it sends the customer back to Billing."""
+    membership = _billing_membership(request, org_id)
+    return_url = settings.SITE_URL + reverse("org_billing", kwargs={"org_id": org_id})
+    try:
+        url = services.payment_method_update_url(
+            organization=membership.organization, return_url=return_url
+        )
+    except GatewayError as error:
+        messages.error(request, f"The payment provider did not answer ({error}); try again.")
+        return redirect("org_billing", org_id=org_id)
+    return redirect(url)
+
+
+@login_required
+def pay_now(request: HttpRequest, org_id: UUID) -> HttpResponse:
+    """A confirmation page stating what is charged, to which card, and when the next charge
+    comes; on confirmation the overdue invoices are paid and the organization is restored within
+    the same request."""
+    membership = _billing_membership(request, org_id)
+    organization = membership.organization
+    overdue = list(selectors.overdue_invoices(organization=organization))
+    form = PayNowForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and not overdue:
+        messages.info(request, "Nothing is overdue: there is nothing to pay.")
+        return redirect("org_invoices", org_id=org_id)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.invoices_pay_now(actor=_user(request), organization=organization)
+        except NothingToPay:
+            messages.info(request, "Nothing is overdue any more.")
+            return redirect("org_invoices", org_id=org_id)
+        numbers = ", ".join(invoice.display_number for invoice in result.paid)
+        if result.paid:
+            messages.success(request, f"Paid {numbers}.")
+        if result.restored:
+            messages.success(request, f"{organization.name} is active again.")
+        if result.failure is not None:
+            messages.error(
+                request,
+                f"The card was declined: {result.failure.message} Update the payment method and "
+                "try again.",
+            )
+            return redirect("org_pay_now", org_id=org_id)
+        return redirect("org_invoices", org_id=org_id)
+    card, answered = _card(request, membership)
+    renewal = None
+    if overdue:
+        try:
+            renewal = services.upcoming_renewal(organization=organization)
+        except GatewayError:
+            renewal = None
+    return render(
+        request,
+        "invoices/pay_now.html",
+        {
+            "membership": membership,
+            "tab": "invoices",
+            "overdue": overdue,
+            "total": sum(invoice.amount_remaining for invoice in overdue),
+            "card": card,
+            "card_known": answered,
+            "renewal": renewal,
+            "form": form,
+        },
+        status=400 if request.method == "POST" else 200,
     )

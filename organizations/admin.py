@@ -14,7 +14,18 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "id", "created_at")
+    list_display = ("name", "id", "billing_state", "created_at")
+    list_filter = ("billing_state",)
+    # The lifecycle moves only through its services (admin actions on the lifecycle page).
+    readonly_fields = (
+        "billing_state",
+        "billing_state_since",
+        "grace_ends_at",
+        "grace_reminder_sent_at",
+        "suspended_at",
+        "deletion_notice_days",
+        "deleted_at",
+    )
     search_fields = ("name", "id")
     date_hierarchy = "created_at"
     inlines = (MembershipInline,)

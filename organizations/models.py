@@ -1,4 +1,5 @@
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -9,12 +10,73 @@ from organizations.roles import Role
 
 
 class Organization(models.Model):
+    class BillingState(models.TextChoices):
+        """The failed-payment lifecycle: active → grace → suspended → deleted, and back to active
+        on payment. Only `invoices.lifecycle` moves an organization between these states."""
+
+        ACTIVE = "active", "Active"
+        GRACE = "grace", "Grace period"
+        SUSPENDED = "suspended", "Suspended"
+        DELETED = "deleted", "Deleted"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(default=timezone.now)
 
+    billing_state = models.CharField(
+        max_length=20, choices=BillingState.choices, default=BillingState.ACTIVE
+    )
+    billing_state_since = models.DateTimeField(null=True, blank=True)
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
+    grace_reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    # The most urgent "data will be deleted in N days" notice sent during this suspension.
+    deletion_notice_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The sweeps read only the few organizations in grace or suspension, never all.
+            models.Index(
+                fields=["grace_ends_at"],
+                name="organization_grace_due",
+                condition=Q(billing_state="grace"),
+            ),
+            models.Index(
+                fields=["suspended_at"],
+                name="organization_suspended_since",
+                condition=Q(billing_state="suspended"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(billing_state__in=["active", "grace", "suspended", "deleted"]),
+                name="organization_billing_state_known",
+            ),
+            models.CheckConstraint(
+                condition=~Q(billing_state="grace") | Q(grace_ends_at__isnull=False),
+                name="organization_grace_has_deadline",
+            ),
+            models.CheckConstraint(
+                condition=~Q(billing_state="suspended") | Q(suspended_at__isnull=False),
+                name="organization_suspension_has_start",
+            ),
+        ]
+
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.billing_state == self.BillingState.SUSPENDED
+
+    @property
+    def deletion_due_at(self) -> datetime | None:
+        """When a suspended organization's data is deleted unless it pays."""
+        if self.billing_state != self.BillingState.SUSPENDED or self.suspended_at is None:
+            return None
+        due: datetime = self.suspended_at + settings.BILLING_RETENTION_PERIOD
+        return due
 
 
 class Membership(models.Model):

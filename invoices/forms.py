@@ -1,0 +1,128 @@
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+
+from invoices.models import BillingProfile, Invoice
+from invoices.selectors import InvoiceFilters
+
+
+class InvoiceFilterForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[("", "All kinds"), *Invoice.Kind.choices], required=False, label="Kind"
+    )
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *Invoice.Status.choices], required=False, label="Status"
+    )
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            raise forms.ValidationError("The “From” date must be on or before the “To” date.")
+        return cleaned
+
+    def filters(self) -> InvoiceFilters:
+        """The valid filters, or none at all (the default view) when the input is not valid."""
+        if not self.is_valid():
+            return InvoiceFilters()
+        return InvoiceFilters(
+            kind=self.cleaned_data["kind"],
+            status=self.cleaned_data["status"],
+            date_from=self.cleaned_data["date_from"],
+            date_to=self.cleaned_data["date_to"],
+        )
+
+    def error_text(self) -> str:
+        """The problems in one sentence each, for a message above the default view."""
+        problems = []
+        for name, errors in self.errors.items():
+            label = self.fields[name].label if name in self.fields else ""
+            problems += [f"{label}: {error}" if label else str(error) for error in errors]
+        return " ".join(problems)
+
+    def querystring(self) -> str:
+        """The valid filters as a query string, for pagination and the CSV link."""
+        filters = self.filters()
+        pairs = {
+            "kind": filters.kind,
+            "status": filters.status,
+            "date_from": filters.date_from.isoformat() if filters.date_from else "",
+            "date_to": filters.date_to.isoformat() if filters.date_to else "",
+        }
+        return urlencode({key: value for key, value in pairs.items() if value})
+
+
+class BillingDetailsForm(forms.ModelForm):
+    class Meta:
+        model = BillingProfile
+        fields = (
+            "company_name",
+            "billing_email",
+            "address_line1",
+            "address_line2",
+            "city",
+            "postal_code",
+            "state",
+            "country",
+            "tax_id",
+        )
+        labels = {
+            "company_name": "Company name",
+            "billing_email": "Billing email",
+            "address_line1": "Address",
+            "address_line2": "Address (line 2)",
+            "postal_code": "Postal code",
+            "state": "State or region",
+            "country": "Country code",
+            "tax_id": "Tax ID",
+        }
+        error_messages = {
+            "country": {"max_length": "Use the two-letter country code, e.g. DE or US."},
+        }
+        help_texts = {
+            "billing_email": "Invoices and receipts go here; empty: the owner's email.",
+            "country": "Two letters, ISO 3166, e.g. DE or US.",
+            "tax_id": "EU VAT number, e.g. DE123456789; shown on invoices.",
+        }
+
+    def clean_country(self) -> str:
+        country: str = self.cleaned_data["country"].strip().upper()
+        if country and (len(country) != 2 or not country.isalpha()):
+            raise forms.ValidationError("Use the two-letter country code, e.g. DE or US.")
+        return country
+
+    def clean_tax_id(self) -> str:
+        tax_id: str = self.cleaned_data["tax_id"].replace(" ", "").upper()
+        if tax_id and not tax_id.isalnum():
+            raise forms.ValidationError("Use letters and digits only, e.g. DE123456789.")
+        return tax_id
+
+
+class PayNowForm(forms.Form):
+    confirm = forms.BooleanField(
+        required=True,
+        label="Charge the card shown above now",
+        error_messages={"required": "Tick the box to confirm the charge."},
+    )
+
+
+class LifecycleReasonForm(forms.Form):
+    """Staff's reason for a lifecycle action in the admin; it goes into the timeline and audit."""
+
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}))
+
+
+class ExtendGraceForm(LifecycleReasonForm):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=30,
+        initial=3,
+        help_text="Added to the current deadline (or to now, when suspended or already past).",
+    )

@@ -1,0 +1,37 @@
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from invoices.jobs import JOBS
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run every periodic billing job once (the same code as the Celery beat tasks)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--only", action="append", default=[], help="Run only this job (repeatable)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        names = [name for name, _ in JOBS]
+        unknown = sorted(set(options["only"]) - set(names))
+        if unknown:
+            raise CommandError(f"Unknown job {', '.join(unknown)}; jobs: {', '.join(names)}.")
+        failed = []
+        for name, job in JOBS:
+            if options["only"] and name not in options["only"]:
+                continue
+            try:
+                result = job()
+            except Exception as error:
+                logger.exception("billing job %s failed", name)
+                self.stderr.write(f"{name}: failed: {error}")
+                failed.append(name)
+            else:
+                self.stdout.write(f"{name}: {result}")
+        if failed:
+            raise CommandError(f"{len(failed)} job(s) failed: {', '.join(failed)}.")

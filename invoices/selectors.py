@@ -1,0 +1,103 @@
+"""Reads, always scoped to one organization (or one user)."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from accounts.models import User
+from invoices.models import Invoice, LifecycleTransition
+from organizations.models import Membership, Organization
+
+# The invoices whose non-payment starts the lifecycle. Credit purchases fail in front of the
+# buyer, and a failed auto top-up turns auto top-up off instead.
+LIFECYCLE_KINDS = (Invoice.Kind.SEAT_SUBSCRIPTION, Invoice.Kind.SEAT_PRORATION)
+
+
+def invoices_of_organization(*, organization: Organization) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(billing_profile__organization=organization).order_by(
+        "-created", "-pk"
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceFilters:
+    kind: str = ""
+    status: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.kind or self.status or self.date_from or self.date_to)
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def invoices_filtered(*, organization: Organization, filters: InvoiceFilters) -> QuerySet[Invoice]:
+    """The Invoices tab's list: by kind, status and creation date (UTC days, both inclusive)."""
+    invoices = invoices_of_organization(organization=organization)
+    if filters.kind:
+        invoices = invoices.filter(kind=filters.kind)
+    if filters.status:
+        invoices = invoices.filter(status=filters.status)
+    if filters.date_from:
+        invoices = invoices.filter(created__gte=_start_of(filters.date_from))
+    if filters.date_to:
+        invoices = invoices.filter(created__lt=_start_of(filters.date_to + timedelta(days=1)))
+    return invoices
+
+
+def invoice_totals(invoices: QuerySet[Invoice]) -> dict[str, int]:
+    """Count and sums in cents over a (filtered) list of invoices, in one query."""
+    totals: dict[str, int] = invoices.order_by().aggregate(
+        count=Count("pk"),
+        amount_due=Coalesce(Sum("amount_due"), 0),
+        amount_paid=Coalesce(Sum("amount_paid"), 0),
+        amount_remaining=Coalesce(Sum("amount_remaining"), 0),
+    )
+    return totals
+
+
+def overdue_invoices(*, organization: Organization) -> QuerySet[Invoice]:
+    """Seat invoices still unpaid after BILLING_FAILED_ATTEMPTS_BEFORE_GRACE failed attempts:
+    what keeps an organization in grace or suspension, and what "pay now" pays, oldest first."""
+    return (
+        Invoice.objects.filter(
+            billing_profile__organization=organization,
+            kind__in=LIFECYCLE_KINDS,
+            status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
+            attempt_count__gte=settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE,
+            amount_remaining__gt=0,
+        )
+        .select_related("billing_profile")
+        .order_by("created", "pk")
+    )
+
+
+def lifecycle_transitions(*, organization: Organization) -> QuerySet[LifecycleTransition]:
+    """The timeline, newest first."""
+    return (
+        LifecycleTransition.objects.filter(organization=organization)
+        .select_related("invoice", "actor")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def memberships_in_dunning(*, user: User) -> QuerySet[Membership]:
+    """The user's organizations in grace or suspension: the banners on every page."""
+    return (
+        Membership.objects.filter(
+            user=user,
+            organization__billing_state__in=[
+                Organization.BillingState.GRACE,
+                Organization.BillingState.SUSPENDED,
+            ],
+        )
+        .select_related("organization")
+        .order_by("organization__name")
+    )
