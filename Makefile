@@ -27,7 +27,7 @@ run: bootstrap
 
 # pytest exits 5 when it collects no test; that is a failure here, never a green run.
 test: bootstrap
-	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 lint: $(BIN)/.installed
@@ -38,6 +38,16 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy .
 
 check: lint typecheck test
+
+# Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones;
+# figures printed and written to bench/results/<name>.json. usage_api.py serves the API itself
+# with production settings (DEBUG=0) under gunicorn.
+bench: export DATABASE_URL := postgres:///kb_bench
+bench: export REDIS_URL := redis://127.0.0.1:6379/5
+bench: bootstrap
+	DEBUG=1 $(BIN)/python bench/debits.py
+	DEBUG=1 $(BIN)/python bench/usage_api.py
+	if [ -f bench/dunning_sweep.py ]; then DEBUG=1 $(BIN)/python bench/dunning_sweep.py; fi
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock

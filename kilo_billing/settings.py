@@ -67,10 +67,12 @@ INSTALLED_APPS = [
     "seats",
     "credits",
     "invoices",
+    "analytics",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "kilo_billing.security.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "credits.middleware.ApiBodyLimit",
 ]
 
 ROOT_URLCONF = "kilo_billing.urls"
@@ -94,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "organizations.context_processors.profiles",
+                "invoices.context_processors.billing_lifecycle",
             ],
         },
     },
@@ -136,6 +140,9 @@ LOGIN_ATTEMPTS_LIMIT = env.int("LOGIN_ATTEMPTS_LIMIT", default=5)
 LOGIN_ATTEMPTS_WINDOW = timedelta(minutes=15)
 
 INVITATION_VALID_FOR = timedelta(days=7)
+
+# Requests per minute per API token; over it the API answers 429 with Retry-After.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -181,6 +188,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhook-retry": {"task": "kilo_billing.payments.tasks.webhook_events_retry", "schedule": 300},
     "sandbox-tick": {"task": "kilo_billing.payments.sandbox.tasks.sandbox_tick", "schedule": 60},
+    "dunning-sweep": {"task": "invoices.tasks.dunning_sweep", "schedule": 300},
+    "retention-sweep": {"task": "invoices.tasks.retention_sweep", "schedule": 3600},
+    "auto-top-up": {"task": "credits.tasks.auto_topup_sweep", "schedule": 300},
+    "reconciliation": {"task": "credits.tasks.reconciliation", "schedule": 86400},
+    "seat-resync": {"task": "seats.tasks.seat_subscriptions_resync", "schedule": 86400},
     "sandbox-redeliver": {
         "task": "kilo_billing.payments.sandbox.tasks.sandbox_events_redeliver",
         "schedule": 60,
@@ -204,6 +216,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])

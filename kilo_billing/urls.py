@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from credits import views as credits_views
+from credits.api import api
+from credits.urls import personal_urlpatterns
 from kilo_billing.health import healthz
 from organizations.views import home
 
@@ -15,6 +18,14 @@ urlpatterns = [
     path("", include("kilo_billing.payments.urls")),
     path("", include("organizations.urls")),
     path("o/<uuid:org_id>/credits/", include("credits.urls")),
+    path("profile/credits/", include(personal_urlpatterns)),
+    path("profile/tokens/", credits_views.tokens, name="personal_tokens"),
+    path(
+        "profile/tokens/<int:token_id>/revoke/",
+        credits_views.token_revoke,
+        name="personal_token_revoke",
+    ),
+    path("api/", api.urls),
     path("o/<uuid:org_id>/seats/", include("seats.urls")),
     path("o/<uuid:org_id>/invoices/", include("invoices.urls")),
 ]

@@ -27,6 +27,7 @@ SUBSCRIBED_TYPES = frozenset(
         "checkout.session.completed",
         "checkout.session.async_payment_succeeded",
         "checkout.session.async_payment_failed",
+        "checkout.session.expired",
         "invoice.created",
         "invoice.finalized",
         "invoice.paid",

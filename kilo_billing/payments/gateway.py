@@ -264,6 +264,11 @@ class BillingGateway(abc.ABC):
     @abc.abstractmethod
     def checkout_session_retrieve(self, *, session_id: str) -> CheckoutSession: ...
 
+    @abc.abstractmethod
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        """Make the card a completed Checkout collected the customer's default, so that later
+        off-session charges (purchases, top-ups, seat additions) use it."""
+
     # Subscriptions
     @abc.abstractmethod
     def subscription_create(

@@ -370,6 +370,29 @@ class StripeGateway(BillingGateway):
             session = self._v1.checkout.sessions.retrieve(session_id)
         return parse_checkout_session(_plain(session))
 
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        with _stripe_errors():
+            session = _plain(
+                self._v1.checkout.sessions.retrieve(
+                    session_id, {"expand": ["payment_intent", "subscription"]}
+                )
+            )
+            intent = session.get("payment_intent") or {}
+            subscription = session.get("subscription") or {}
+            method = (intent.get("payment_method") if isinstance(intent, dict) else None) or (
+                subscription.get("default_payment_method")
+                if isinstance(subscription, dict)
+                else None
+            )
+            if isinstance(method, dict):
+                method = method.get("id")
+            if not method or not session.get("customer"):
+                return
+            self._v1.customers.update(
+                str(session["customer"]),
+                {"invoice_settings": {"default_payment_method": str(method)}},
+            )
+
     # Subscriptions
 
     def subscription_create(

@@ -1278,6 +1278,34 @@ def test_it_retrieves_a_completed_checkout_session(
     assert (session.subscription, session.invoice) == (SUBSCRIPTION, INVOICE)
 
 
+def test_it_makes_the_card_a_payment_checkout_collected_the_default(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    session = checkout_session_json(
+        mode="payment", status="complete", payment_status="paid", amount_total=10000, url=None
+    )
+    session["payment_intent"] = payment_intent_json(status="succeeded", last_payment_error=None)
+    session["customer"] = CUSTOMER
+    fake.answer(session)
+    fake.answer(customer_json(default_payment_method=PM))
+
+    gateway.checkout_session_save_card(session_id=SESSION)
+
+    assert fake.sent == [
+        Sent(
+            "get",
+            f"/v1/checkout/sessions/{SESSION}",
+            {"expand": ["payment_intent", "subscription"]},
+        ),
+        Sent(
+            "post",
+            f"/v1/customers/{CUSTOMER}",
+            {"invoice_settings": {"default_payment_method": PM}},
+            GENERATED,
+        ),
+    ]
+
+
 # Subscriptions
 
 ACTIVE_TWO_SEATS = Subscription(

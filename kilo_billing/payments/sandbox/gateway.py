@@ -271,6 +271,10 @@ class SandboxGateway(BillingGateway):
             objects.checkout_session_json(_get(SandboxCheckoutSession, session_id))
         )
 
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        """The sandbox's Checkout already made the card the default when it completed."""
+        _get(SandboxCheckoutSession, session_id)
+
     # Subscriptions
 
     def subscription_create(

@@ -55,6 +55,25 @@ class Command(BaseCommand):
                 if user.active_organization_id is None:
                     user.active_organization = organization
                     user.save(update_fields=["active_organization"])
+        self._billing()
         self.stdout.write(f"Demo logins (password: {DEMO_PASSWORD}):")
         for org_name, email, _, role in PEOPLE:
             self.stdout.write(f"  {email:<22} {Role(role).label:<16} {org_name}")
+
+    def _billing(self) -> None:
+        """Seats, credits and usage for Acme, through the real (sandbox) gateway."""
+        from credits.demo import seed_demo_credits
+        from credits.pricing import prices_load
+        from seats.demo import seed_demo_seats
+
+        prices_load()
+        acme = Organization.objects.filter(name=ACME).order_by("created_at").first()
+        assert acme is not None
+        seed_demo_seats(organization=acme)
+        people = {m.user.email: m.user for m in acme.memberships.select_related("user")}
+        spenders = [
+            people[email]
+            for org_name, email, _, role in PEOPLE
+            if org_name == ACME and role != Role.BILLING_MANAGER
+        ]
+        seed_demo_credits(organization=acme, buyer=people["billing@example.com"], spenders=spenders)

@@ -1,0 +1,402 @@
+"""The extension and model gateway API (DESIGN.md "Contracts"). OpenAPI at /api/openapi.json."""
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Field, NinjaAPI, Schema, Status
+from ninja.errors import AuthenticationError, ValidationError
+from ninja.security import HttpBearer
+from redis.exceptions import RedisError
+
+from credits import services
+from credits.models import ApiToken, CreditAccount, UsageRecord
+from credits.pricing import price_in_force, prices_in_force, usage_cost
+from organizations.access import api_membership_for
+from organizations.models import Membership
+from organizations.roles import Permission, allows
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_TOKENS = 100_000_000  # per request and kind: far above any model's context window
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+
+
+class ApiProblem(Exception):
+    """An answer other than success, with its status and JSON body."""
+
+    def __init__(self, status: int, error: str, **extra: Any) -> None:
+        self.status, self.body = status, {"error": error, **extra}
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        api_token = services.api_token_authenticate(token)
+        if api_token is not None:
+            _rate_limit(api_token)
+        return api_token
+
+
+def _rate_limit(token: ApiToken) -> None:
+    """A fixed one-minute window per token in Redis; open when Redis is down (the API must keep
+    serving spend during a cache outage)."""
+    limit = settings.API_RATE_LIMIT_PER_MINUTE
+    now = timezone.now()
+    key = f"api-rate:{token.pk}:{now:%Y%m%d%H%M}"
+    try:
+        if cache.add(key, 1, timeout=70):
+            return
+        count = cache.incr(key)
+    except (RedisError, ValueError):
+        return
+    if count > limit:
+        raise RateLimited(retry_after=60 - now.second)
+
+
+api = NinjaAPI(
+    title="Kilo Billing API",
+    version="1",
+    description="Profile, balance and usage for the Kilo Code extension and model gateway. "
+    "Authenticate with `Authorization: Bearer <token>`; choose an organization profile with "
+    "`X-KiloCode-OrganizationId` (absent: the personal profile).",
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+
+
+@api.exception_handler(ApiProblem)
+def _problem(request: HttpRequest, exc: ApiProblem) -> HttpResponse:
+    return api.create_response(request, exc.body, status=exc.status)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api.create_response(
+        request,
+        {
+            "error": "unauthorized",
+            "message": "Send a valid API token as: Authorization: Bearer <token>.",
+        },
+        status=401,
+    )
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    response = api.create_response(
+        request, {"error": "rate_limited", "message": "Too many requests; slow down."}, status=429
+    )
+    response["Retry-After"] = str(max(exc.retry_after, 1))
+    return response
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    # Name each field as the client sent it: the last part of pydantic's location.
+    fields = [str(error["loc"][-1]) for error in exc.errors if error.get("loc")]
+    return api.create_response(
+        request,
+        {"error": "invalid_request", "fields": fields, "detail": exc.errors},
+        status=422,
+    )
+
+
+class Problem(Schema):
+    error: str
+    message: str = ""
+
+
+class UserOut(Schema):
+    id: int
+    email: str
+    name: str
+
+
+class OrganizationOut(Schema):
+    id: UUID
+    name: str
+    role: str
+
+
+class ProfileOut(Schema):
+    user: UserOut
+    organizations: list[OrganizationOut]
+
+
+class BalanceOut(Schema):
+    balance: float
+    balance_microdollars: int
+    isDepleted: bool
+
+
+class UsageIn(Schema):
+    request_id: str = Field(min_length=1, max_length=255)
+    provider: str = Field(min_length=1, max_length=50)
+    model: str = Field(min_length=1, max_length=100)
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    project: str = Field(default="", max_length=200)
+
+
+class UsageOut(Schema):
+    cost_microdollars: int
+    balance_microdollars: int
+    entry_id: int
+
+
+class InsufficientOut(Schema):
+    error: str
+    message: str
+    buyCreditsUrl: str = ""
+
+
+class DayUsage(Schema):
+    date: str
+    cost_microdollars: int
+    requests: int
+
+
+class ModelUsage(Schema):
+    provider: str
+    model: str
+    cost_microdollars: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+class UsageSummaryOut(Schema):
+    since: str
+    by_day: list[DayUsage]
+    by_model: list[ModelUsage]
+
+
+class Prices(Schema):
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+
+class ModelOut(Schema):
+    id: str
+    provider: str
+    name: str
+    prices: Prices
+
+
+class ModelsOut(Schema):
+    models: list[ModelOut]
+
+
+def _token(request: HttpRequest) -> ApiToken:
+    token = request.auth  # type: ignore[attr-defined]
+    assert isinstance(token, ApiToken)
+    return token
+
+
+def _profile(request: HttpRequest) -> tuple[Membership | None, CreditAccount]:
+    """The account the header chooses: an organization the caller belongs to, or personal.
+    Unknown organizations and strangers' look the same (403), so nothing is revealed."""
+    user = _token(request).user
+    header = request.headers.get("X-KiloCode-OrganizationId", "").strip()
+    if not header:
+        return None, services.account_for(user=user)
+    try:
+        org_id = UUID(header)
+    except ValueError:
+        raise ApiProblem(403, "forbidden", message="Not a member of that organization.") from None
+    membership = api_membership_for(user=user, org_id=org_id)
+    if membership is None:
+        raise ApiProblem(403, "forbidden", message="Not a member of that organization.")
+    return membership, services.account_for(organization=membership.organization)
+
+
+@api.get("/profile", response=ProfileOut, summary="The caller and their organizations")
+def profile(request: HttpRequest) -> dict[str, Any]:
+    user = _token(request).user
+    memberships = Membership.objects.filter(user=user).select_related("organization")
+    return {
+        "user": {"id": user.pk, "email": user.email, "name": user.name},
+        "organizations": [
+            {"id": m.organization_id, "name": m.organization.name, "role": m.role}
+            for m in memberships.order_by("organization__name")
+        ],
+    }
+
+
+@api.get(
+    "/profile/balance",
+    response={200: BalanceOut, 403: Problem},
+    summary="The chosen profile's credit balance",
+)
+def balance(request: HttpRequest) -> dict[str, Any]:
+    _, account = _profile(request)
+    return {
+        "balance": account.balance / 1_000_000,
+        "balance_microdollars": account.balance,
+        "isDepleted": account.balance <= 0,
+    }
+
+
+def _spend_check(membership: Membership | None) -> None:
+    if membership is None:
+        return
+    if not allows(membership.role, Permission.SPEND_CREDITS):
+        raise ApiProblem(403, "forbidden", message="Billing managers do not spend credits.")
+    organization = membership.organization
+    if getattr(organization, "billing_state", "active") == "suspended":
+        raise ApiProblem(
+            402,
+            "organization_suspended",
+            message="The organization is suspended for non-payment; an owner or billing "
+            "manager can restore it by paying the open invoice.",
+        )
+    try:
+        from seats.selectors import member_has_seat
+    except ImportError:
+        return
+    if not member_has_seat(membership=membership):
+        raise ApiProblem(403, "no_seat", message="You have no seat in this organization.")
+
+
+@api.post(
+    "/usage",
+    response={200: UsageOut, 201: UsageOut, 400: Problem, 402: InsufficientOut, 403: Problem},
+    summary="Record one model request and debit its cost at list price",
+)
+def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
+    membership, account = _profile(request)
+    _spend_check(membership)
+    price = price_in_force(provider=payload.provider, model_id=payload.model)
+    if price is None:
+        raise ApiProblem(
+            400,
+            "unknown_model",
+            message=f"No price for {payload.provider}/{payload.model}.",
+            field="model",
+        )
+    cost = usage_cost(
+        price,
+        input_tokens=payload.input_tokens,
+        output_tokens=payload.output_tokens,
+        cache_read_tokens=payload.cache_read_tokens,
+        cache_write_tokens=payload.cache_write_tokens,
+    )
+    try:
+        debit = services.usage_record(
+            account=account,
+            user=_token(request).user,
+            cost=cost,
+            request_id=payload.request_id,
+            provider=payload.provider,
+            model=payload.model,
+            input_tokens=payload.input_tokens,
+            output_tokens=payload.output_tokens,
+            cache_read_tokens=payload.cache_read_tokens,
+            cache_write_tokens=payload.cache_write_tokens,
+            project=payload.project,
+        )
+    except services.InsufficientBalance:
+        raise ApiProblem(
+            402,
+            "insufficient_balance",
+            message="Not enough credits for this request.",
+            buyCreditsUrl=services.buy_credits_url(account),
+        ) from None
+    except services.DailyLimitReached:
+        raise ApiProblem(
+            402,
+            "member_daily_limit",
+            message="You reached your daily spending limit in this organization; it resets at "
+            "midnight UTC.",
+            buyCreditsUrl="",
+        ) from None
+    body = {
+        "cost_microdollars": debit.usage.cost,
+        "balance_microdollars": debit.balance,
+        "entry_id": debit.entry.pk,
+    }
+    return Status(201 if debit.created else 200, body)
+
+
+@api.get(
+    "/profile/usage",
+    response={200: UsageSummaryOut, 403: Problem},
+    summary="The caller's usage, last 30 days",
+)
+def profile_usage(request: HttpRequest) -> dict[str, Any]:
+    _, account = _profile(request)
+    since = timezone.now() - timedelta(days=30)
+    rows = UsageRecord.objects.filter(
+        account=account, user=_token(request).user, created_at__gte=since
+    )
+    by_day = (
+        rows.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(cost=Sum("cost"), requests=Count("id"))
+        .order_by("day")
+    )
+    by_model = (
+        rows.values("provider", "model")
+        .annotate(
+            cost=Sum("cost"),
+            requests=Count("id"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+        )
+        .order_by("-cost")
+    )
+    return {
+        "since": since.date().isoformat(),
+        "by_day": [
+            {
+                "date": row["day"].isoformat(),
+                "cost_microdollars": row["cost"],
+                "requests": row["requests"],
+            }
+            for row in by_day
+        ],
+        "by_model": [
+            {
+                "provider": row["provider"],
+                "model": row["model"],
+                "cost_microdollars": row["cost"],
+                "requests": row["requests"],
+                "input_tokens": row["input_tokens"],
+                "output_tokens": row["output_tokens"],
+            }
+            for row in by_model
+        ],
+    }
+
+
+@api.get("/models", response=ModelsOut, summary="Models and their list prices in force now")
+def models(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "id": price.model_id,
+                "provider": price.provider,
+                "name": price.name,
+                "prices": {
+                    "input": price.input_price,
+                    "output": price.output_price,
+                    "cache_read": price.cache_read_price,
+                    "cache_write": price.cache_write_price,
+                },
+            }
+            for price in prices_in_force()
+        ]
+    }

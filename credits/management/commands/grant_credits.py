@@ -1,0 +1,50 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import User
+from credits.forms import parse_dollars
+from credits.services import account_for, credits_grant
+from organizations.models import Organization
+
+
+class Command(BaseCommand):
+    help = "Grant (or with a negative amount, adjust) credits, with a reason in the ledger."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        holder = parser.add_mutually_exclusive_group(required=True)
+        holder.add_argument("--org", help="organization id")
+        holder.add_argument("--email", help="a user's email, for their personal account")
+        parser.add_argument("--usd", required=True, help="dollars, e.g. 25 or -10.50")
+        parser.add_argument("--reason", required=True)
+        parser.add_argument("--staff", help="email of the staff member granting (recorded)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        raw = options["usd"].strip()
+        try:
+            cents = parse_dollars(raw.lstrip("-"))
+        except Exception as error:
+            raise CommandError(
+                f"--usd: {' '.join(getattr(error, 'messages', [str(error)]))}"
+            ) from None
+        amount = (-cents if raw.startswith("-") else cents) * 10_000
+        if options["org"]:
+            organization = Organization.objects.filter(pk=options["org"]).first()
+            if organization is None:
+                raise CommandError(f"No organization {options['org']}.")
+            account = account_for(organization=organization)
+        else:
+            user = User.objects.filter(email__iexact=options["email"]).first()
+            if user is None:
+                raise CommandError(f"No user with the email {options['email']}.")
+            account = account_for(user=user)
+        staff = (
+            User.objects.filter(email__iexact=options["staff"]).first()
+            if options["staff"]
+            else None
+        )
+        entry = credits_grant(actor=staff, account=account, amount=amount, reason=options["reason"])
+        account.refresh_from_db()
+        self.stdout.write(
+            f"{entry.get_kind_display()} of {amount} microdollars; balance now {account.balance}."
+        )

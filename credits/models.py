@@ -1,0 +1,229 @@
+"""Credits: accounts with an append-only ledger in integer microdollars (1 USD = 1,000,000)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from organizations.models import Organization
+
+MICRODOLLARS_PER_CENT = 10_000
+MICRODOLLARS_PER_DOLLAR = 1_000_000
+
+
+class CreditAccount(models.Model):
+    """One per organization and one per user. `balance` is a cache of sum(ledger), updated in the
+    same transaction as every ledger row; the check constraint is the floor."""
+
+    organization = models.OneToOneField(
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="credit_account",
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="credit_account",
+    )
+    balance = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    # Auto top-up: when a debit leaves the balance under the threshold, charge the saved card.
+    auto_topup_enabled = models.BooleanField(default=False)
+    auto_topup_threshold = models.BigIntegerField(default=10 * MICRODOLLARS_PER_DOLLAR)
+    auto_topup_amount_cents = models.PositiveIntegerField(default=5000)
+    # Set while one top-up is being charged, so that there are never two in flight.
+    auto_topup_started_at = models.DateTimeField(null=True, blank=True)
+    auto_topup_last_error = models.CharField(max_length=300, blank=True)
+
+    # Low-balance alert: one email when the balance falls under the threshold, re-armed above it.
+    low_balance_threshold = models.BigIntegerField(null=True, blank=True)
+    low_balance_recipients = models.TextField(blank=True, help_text="One email per line")
+    low_balance_alerted = models.BooleanField(default=False)
+
+    # Organization accounts: how much one member may spend per UTC day (None: no limit).
+    member_daily_limit = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="credit_balance_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(organization__isnull=False, user__isnull=False),
+                name="credit_account_one_holder",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"account {self.pk}"
+
+
+class LedgerEntry(models.Model):
+    """A change of an account's balance. Never updated or deleted (a database trigger refuses)."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase"
+        GRANT = "grant"
+        USAGE = "usage"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+        EXPIRY = "expiry"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField(help_text="Microdollars; negative for debits")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # What made this change, unique per account: a usage request_id, "purchase:<id>", ...
+    idempotency_key = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="ledger_entry_idempotent"
+            ),
+            # Only usage may be free (a request with no billable tokens still gets its record).
+            models.CheckConstraint(
+                condition=~Q(amount=0) | Q(kind="usage"), name="ledger_entry_moves_money"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"
+
+
+class UsageRecord(models.Model):
+    """What a usage debit paid for. Kept apart from the ledger so that retention can delete the
+    details of a purged organization while the ledger's amounts stay for accounting."""
+
+    entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="usage")
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="usage")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=255)
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    project = models.CharField(max_length=200, blank=True)
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(help_text="Microdollars")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "user", "created_at"]),
+            models.Index(fields=["account", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.cost}"
+
+
+class Purchase(models.Model):
+    """Credits bought with money. Credited once, by whichever arrives first: the synchronous
+    answer of the gateway or its webhook (the ledger key is "purchase:<id>")."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PAID = "paid"
+        FAILED = "failed"
+
+    class Kind(models.TextChoices):
+        CREDIT_PURCHASE = "credit_purchase"
+        AUTO_TOPUP = "auto_topup"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="purchases")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CREDIT_PURCHASE)
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    gateway_invoice_id = models.CharField(max_length=80, blank=True)
+    checkout_session_id = models.CharField(max_length=120, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="purchase_positive"),
+            models.UniqueConstraint(
+                fields=["gateway_invoice_id"],
+                condition=~Q(gateway_invoice_id=""),
+                name="purchase_one_per_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["checkout_session_id"],
+                condition=~Q(checkout_session_id=""),
+                name="purchase_one_per_checkout",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"purchase {self.pk} ${self.amount_cents / 100:.2f} {self.status}"
+
+    @property
+    def amount_microdollars(self) -> int:
+        return self.amount_cents * MICRODOLLARS_PER_CENT
+
+
+class ModelPrice(models.Model):
+    """A provider's list price for a model, per million tokens in microdollars, from a date on."""
+
+    provider = models.CharField(max_length=50)
+    model_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=100)
+    input_price = models.BigIntegerField()
+    output_price = models.BigIntegerField()
+    cache_read_price = models.BigIntegerField(default=0)
+    cache_write_price = models.BigIntegerField(default=0)
+    effective_from = models.DateField()
+    source_url = models.URLField()
+    source_date = models.DateField(help_text="When the price was read from the source")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model_id", "effective_from"], name="one_price_per_day"
+            ),
+            models.CheckConstraint(
+                condition=Q(input_price__gte=0)
+                & Q(output_price__gte=0)
+                & Q(cache_read_price__gte=0)
+                & Q(cache_write_price__gte=0),
+                name="model_price_not_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["model_id", "-effective_from"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model_id} from {self.effective_from}"
+
+
+class ApiToken(models.Model):
+    """A personal API token for the extension. Only its SHA-256 is stored; it is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,708 @@
+"""Every change to credits. Money moves only through `ledger_credit` and `usage_record`, each one
+ledger row and one conditional balance update in a single transaction, once per idempotency key."""
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from analytics.rollups import usage_rollup_add, usage_rollups_purge
+from credits.models import (
+    MICRODOLLARS_PER_CENT,
+    ApiToken,
+    CreditAccount,
+    LedgerEntry,
+    Purchase,
+    UsageRecord,
+)
+from invoices.services import billing_profile_for, gateway_customer_ensure
+from kilo_billing.notify import billing_contacts, email_after_commit
+from kilo_billing.payments.gateway import GatewayError, get_gateway
+from kilo_billing.payments.queue import enqueue_after_commit
+from organizations.models import Organization
+from organizations.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+# A top-up that started this long ago and never finished (a worker died) may be tried again.
+AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
+
+
+class InsufficientBalance(Exception):
+    pass
+
+
+class DailyLimitReached(Exception):
+    pass
+
+
+class PurchaseDeclined(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def account_for(
+    *, organization: Organization | None = None, user: User | None = None
+) -> CreditAccount:
+    if organization is not None:
+        account, _ = CreditAccount.objects.get_or_create(organization=organization)
+    else:
+        assert user is not None
+        account, _ = CreditAccount.objects.get_or_create(user=user)
+    return account
+
+
+def _holder(account: CreditAccount) -> dict[str, Any]:
+    return (
+        {"organization": account.organization}
+        if account.organization_id
+        else {"organization": None}
+    )
+
+
+# The ledger
+
+
+def ledger_credit(
+    *,
+    account_id: int,
+    amount: int,
+    kind: str,
+    idempotency_key: str,
+    actor: User | None = None,
+    reason: str = "",
+) -> tuple[LedgerEntry, bool]:
+    """Add (or, for adjustments, remove) money once per key; never below zero.
+    Returns (entry, created); a repeat returns the first entry and moves nothing."""
+    try:
+        with transaction.atomic():
+            entry = LedgerEntry.objects.create(
+                account_id=account_id,
+                amount=amount,
+                kind=kind,
+                idempotency_key=idempotency_key,
+                actor=actor,
+                reason=reason,
+            )
+            updated = CreditAccount.objects.filter(pk=account_id, balance__gte=-amount).update(
+                balance=F("balance") + amount
+            )
+            if not updated:
+                raise InsufficientBalance
+    except IntegrityError:
+        return LedgerEntry.objects.get(
+            account_id=account_id, idempotency_key=idempotency_key
+        ), False
+    if amount > 0:
+        # Re-arm the low-balance alert once the balance is back at or above its threshold.
+        CreditAccount.objects.filter(
+            pk=account_id, low_balance_alerted=True, balance__gte=F("low_balance_threshold")
+        ).update(low_balance_alerted=False)
+    return entry, True
+
+
+@dataclass(frozen=True)
+class Debit:
+    entry: LedgerEntry
+    usage: UsageRecord
+    balance: int
+    created: bool
+
+
+_DEBIT_SQL = f"""
+    UPDATE {CreditAccount._meta.db_table} SET balance = balance - %s
+    WHERE id = %s AND balance >= %s
+    RETURNING balance, auto_topup_enabled, auto_topup_threshold,
+              low_balance_threshold, low_balance_alerted
+"""  # noqa: S608 - table name from the model, values are parameters
+
+
+def usage_record(
+    *,
+    account: CreditAccount,
+    user: User,
+    cost: int,
+    request_id: str,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    project: str = "",
+    at: datetime | None = None,
+) -> Debit:
+    """Debit `cost` once per request_id, never below zero, within the member's daily limit.
+    One conditional UPDATE (which also reads what the follow-ups need) and the inserts.
+    `at` back-dates the records (imports and demo history only)."""
+    if known := _known_debit(account.pk, request_id):
+        return known
+    if account.member_daily_limit is not None:
+        _check_daily_limit(account, user, cost)
+    now = at or timezone.now()
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
+                row = cursor.fetchone()
+            if row is None:
+                raise InsufficientBalance
+            balance, topup_enabled, topup_threshold, alert_threshold, alerted = row
+            entry = LedgerEntry.objects.create(
+                account_id=account.pk,
+                amount=-cost,
+                kind=LedgerEntry.Kind.USAGE,
+                idempotency_key=request_id,
+                actor=user,
+                created_at=now,
+            )
+            usage = UsageRecord.objects.create(
+                entry=entry,
+                account_id=account.pk,
+                user=user,
+                request_id=request_id,
+                provider=provider,
+                model=model,
+                project=project,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                cost=cost,
+                created_at=now,
+            )
+            usage_rollup_add(usage=usage)
+            if topup_enabled and balance < topup_threshold:
+                _auto_topup_claim(account.pk)
+            if alert_threshold is not None and balance < alert_threshold and not alerted:
+                _low_balance_alert(account, balance)
+    except IntegrityError:
+        # A concurrent retry with the same request_id won; answer with its result.
+        if known := _known_debit(account.pk, request_id):
+            return known
+        raise
+    return Debit(entry=entry, usage=usage, balance=balance, created=True)
+
+
+def _known_debit(account_id: int, request_id: str) -> Debit | None:
+    entry = (
+        LedgerEntry.objects.filter(account_id=account_id, idempotency_key=request_id)
+        .select_related("usage", "account")
+        .first()
+    )
+    if entry is None:
+        return None
+    return Debit(entry=entry, usage=entry.usage, balance=entry.account.balance, created=False)
+
+
+def _check_daily_limit(account: CreditAccount, user: User, cost: int) -> None:
+    midnight = datetime.combine(timezone.now().date(), time.min, tzinfo=timezone.now().tzinfo)
+    spent = (
+        UsageRecord.objects.filter(account=account, user=user, created_at__gte=midnight).aggregate(
+            total=Sum("cost")
+        )["total"]
+        or 0
+    )
+    assert account.member_daily_limit is not None
+    if spent + cost > account.member_daily_limit:
+        raise DailyLimitReached
+
+
+def _low_balance_alert(account: CreditAccount, balance: int) -> None:
+    claimed = CreditAccount.objects.filter(pk=account.pk, low_balance_alerted=False).update(
+        low_balance_alerted=True
+    )
+    if not claimed:
+        return
+    account.refresh_from_db()
+    recipients = [
+        line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()
+    ]
+    if not recipients and account.organization:
+        recipients = billing_contacts(account.organization)
+    elif not recipients and account.user:
+        recipients = [account.user.email]
+    email_after_commit(
+        recipients=recipients,
+        subject="Your Kilo Billing credit balance is low",
+        template="emails/credits_low_balance.txt",
+        context={"account": account, "balance": balance, "buy_url": buy_credits_url(account)},
+    )
+
+
+def buy_credits_url(account: CreditAccount) -> str:
+    if account.organization_id:
+        return settings.SITE_URL + reverse("org_credits", args=[account.organization_id])
+    return settings.SITE_URL + reverse("personal_credits")
+
+
+def credits_grant(
+    *,
+    actor: User | None,
+    account: CreditAccount,
+    amount: int,
+    reason: str,
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    """Staff: a grant (positive) or an adjustment (either sign), with who and why."""
+    if not reason.strip():
+        raise ValueError("A grant or adjustment needs a reason.")
+    kind = LedgerEntry.Kind.GRANT if amount > 0 else LedgerEntry.Kind.ADJUSTMENT
+    with transaction.atomic():
+        entry, created = ledger_credit(
+            account_id=account.pk,
+            amount=amount,
+            kind=kind,
+            idempotency_key=idempotency_key or f"{kind}:{secrets.token_hex(8)}",
+            actor=actor,
+            reason=reason,
+        )
+        if created:
+            audit_record(
+                **_holder(account),
+                actor=actor,
+                action=f"credits.{kind}",
+                target=f"account {account.pk}",
+                amount_microdollars=amount,
+                reason=reason,
+            )
+    return entry
+
+
+def organization_credits_purge(*, organization: Organization, reason: str) -> None:
+    """Retention: forfeit the balance with a ledger entry and delete the usage details. The
+    ledger's amounts stay for accounting."""
+    with transaction.atomic():
+        account = (
+            CreditAccount.objects.select_for_update().filter(organization=organization).first()
+        )
+        if account is None:
+            return
+        if account.balance > 0:
+            ledger_credit(
+                account_id=account.pk,
+                amount=-account.balance,
+                kind=LedgerEntry.Kind.EXPIRY,
+                idempotency_key=f"purge:{organization.pk}",
+                reason=reason,
+            )
+        usage_rollups_purge(account_id=account.pk)
+        UsageRecord.objects.filter(account=account).delete()
+        CreditAccount.objects.filter(pk=account.pk).update(
+            auto_topup_enabled=False,
+            low_balance_threshold=None,
+            low_balance_recipients="",
+            member_daily_limit=None,
+        )
+
+
+# Purchases
+
+
+@dataclass(frozen=True)
+class PurchaseStart:
+    purchase: Purchase
+    checkout_url: str = ""  # set when the buyer must enter a card at Checkout
+
+
+def _purchase_metadata(purchase: Purchase) -> dict[str, str]:
+    account = purchase.account
+    holder = (
+        {"organization_id": str(account.organization_id)}
+        if account.organization_id
+        else {"user_id": str(account.user_id)}
+    )
+    return {"kind": purchase.kind, "purchase_id": str(purchase.pk), **holder}
+
+
+def _customer_id(account: CreditAccount) -> str:
+    profile = (
+        billing_profile_for(organization=account.organization)
+        if account.organization
+        else billing_profile_for(user=account.user)
+    )
+    return gateway_customer_ensure(profile)
+
+
+def _description(purchase: Purchase) -> str:
+    what = "Auto top-up" if purchase.kind == Purchase.Kind.AUTO_TOPUP else "Credits"
+    return f"{what}: ${purchase.amount_cents / 100:,.2f} of Kilo credits (list price, no markup)"
+
+
+def credits_purchase(
+    *,
+    actor: User,
+    account: CreditAccount,
+    amount_cents: int,
+    idempotency_key: str,
+    success_url: str,
+    cancel_url: str,
+) -> PurchaseStart:
+    """Buy credits. With a saved card the charge happens now, as an invoice paid off-session,
+    and the credits are added in this call; without one the buyer goes to Checkout.
+    A decline raises PurchaseDeclined and adds nothing. The same key never charges twice."""
+    purchase, created = Purchase.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={"account": account, "amount_cents": amount_cents, "created_by": actor},
+    )
+    if purchase.account_id != account.pk:
+        raise PurchaseDeclined("This confirmation belongs to another account; start again.")
+    if not created:
+        return _purchase_outcome(purchase)
+    customer_id = _customer_id(account)
+    gateway = get_gateway()
+    card = gateway.payment_method_default(customer_id=customer_id)
+    if card is None:
+        session = gateway.checkout_payment(
+            customer_id=customer_id,
+            amount=amount_cents,
+            description=_description(purchase),
+            metadata=_purchase_metadata(purchase),
+            success_url=success_url.replace("{PURCHASE_ID}", str(purchase.pk)),
+            cancel_url=cancel_url,
+            idempotency_key=f"purchase-{purchase.pk}-checkout",
+        )
+        Purchase.objects.filter(pk=purchase.pk).update(checkout_session_id=session.id)
+        audit_record(
+            **_holder(account),
+            actor=actor,
+            action="credits.checkout",
+            target=f"purchase {purchase.pk}",
+            amount_cents=amount_cents,
+        )
+        purchase.refresh_from_db()
+        return PurchaseStart(purchase=purchase, checkout_url=session.url)
+    _charge(purchase, customer_id=customer_id, actor=actor)
+    purchase.refresh_from_db()
+    return _purchase_outcome(purchase)
+
+
+def _purchase_outcome(purchase: Purchase) -> PurchaseStart:
+    if purchase.status == Purchase.Status.FAILED:
+        raise PurchaseDeclined(purchase.failure_message or "The payment failed.")
+    if purchase.status == Purchase.Status.PENDING and purchase.checkout_session_id:
+        session = get_gateway().checkout_session_retrieve(session_id=purchase.checkout_session_id)
+        return PurchaseStart(purchase=purchase, checkout_url=session.url)
+    return PurchaseStart(purchase=purchase)
+
+
+def _charge(purchase: Purchase, *, customer_id: str, actor: User | None) -> None:
+    try:
+        charge = get_gateway().charge(
+            customer_id=customer_id,
+            amount=purchase.amount_cents,
+            description=_description(purchase),
+            metadata=_purchase_metadata(purchase),
+            idempotency_key=f"purchase-{purchase.pk}",
+        )
+    except GatewayError as error:
+        _purchase_fail(purchase, message=str(error), actor=actor)
+        return
+    Purchase.objects.filter(pk=purchase.pk).update(gateway_invoice_id=charge.invoice.id)
+    _invoice_sync(charge.invoice)
+    if charge.paid:
+        purchase_mark_paid(purchase_id=purchase.pk, invoice_id=charge.invoice.id)
+    else:
+        assert charge.failure is not None
+        _purchase_fail(purchase, message=charge.failure.message, actor=actor)
+
+
+def _invoice_sync(invoice: Any) -> None:
+    """Show the invoice in the Invoices tab at once, before its webhook arrives."""
+    from invoices.services import invoice_sync
+
+    invoice_sync(invoice=invoice)
+
+
+def _purchase_fail(purchase: Purchase, *, message: str, actor: User | None) -> None:
+    with transaction.atomic():
+        Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+            status=Purchase.Status.FAILED, failure_message=message[:300]
+        )
+        audit_record(
+            **_holder(purchase.account),
+            actor=actor,
+            action=f"{purchase.kind}.failed",
+            target=f"purchase {purchase.pk}",
+            amount_cents=purchase.amount_cents,
+            reason=message,
+        )
+
+
+def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
+    """Credit a paid purchase exactly once (synchronous answer, redirect and webhooks may all
+    report the same payment). Returns True the one time it credits."""
+    with transaction.atomic():
+        purchase = (
+            Purchase.objects.select_for_update()
+            .select_related("account")
+            .filter(pk=purchase_id)
+            .first()
+        )
+        if purchase is None or purchase.status == Purchase.Status.PAID:
+            return False
+        purchase.status = Purchase.Status.PAID
+        purchase.paid_at = timezone.now()
+        purchase.failure_message = ""
+        purchase.gateway_invoice_id = purchase.gateway_invoice_id or invoice_id
+        purchase.save(update_fields=["status", "paid_at", "failure_message", "gateway_invoice_id"])
+        account = purchase.account
+        ledger_credit(
+            account_id=account.pk,
+            amount=purchase.amount_microdollars,
+            kind=LedgerEntry.Kind.PURCHASE,
+            idempotency_key=f"purchase:{purchase.pk}",
+            actor=purchase.created_by,
+            reason=_description(purchase),
+        )
+        if purchase.kind == Purchase.Kind.AUTO_TOPUP:
+            CreditAccount.objects.filter(pk=account.pk).update(auto_topup_started_at=None)
+        audit_record(
+            **_holder(account),
+            actor=purchase.created_by,
+            action=f"{purchase.kind}.paid",
+            target=f"purchase {purchase.pk}",
+            amount_cents=purchase.amount_cents,
+            invoice=purchase.gateway_invoice_id,
+        )
+        account.refresh_from_db()
+        recipients = (
+            billing_contacts(account.organization)
+            if account.organization
+            else [account.user.email]
+            if account.user
+            else []
+        )
+        email_after_commit(
+            recipients=recipients,
+            subject=f"Receipt: ${purchase.amount_cents / 100:,.2f} of Kilo credits",
+            template="emails/credits_receipt.txt",
+            context={"purchase": purchase, "account": account},
+        )
+    return True
+
+
+def purchase_confirm_checkout(*, purchase: Purchase) -> bool:
+    """Back from Checkout: ask the gateway whether it is paid, so the credits show at once."""
+    if purchase.status != Purchase.Status.PENDING or not purchase.checkout_session_id:
+        return False
+    gateway = get_gateway()
+    session = gateway.checkout_session_retrieve(session_id=purchase.checkout_session_id)
+    if session.status != "complete" or session.payment_status != "paid":
+        return False
+    return purchase_mark_paid(purchase_id=purchase.pk, invoice_id=session.invoice)
+
+
+# Auto top-up
+
+
+def _auto_topup_claim(account_id: int) -> None:
+    """Claim the account's one top-up slot; the claim is released when the top-up ends."""
+    from credits import tasks
+
+    now = timezone.now()
+    claimed = (
+        CreditAccount.objects.filter(pk=account_id, auto_topup_enabled=True)
+        .filter(
+            Q(auto_topup_started_at__isnull=True)
+            | Q(auto_topup_started_at__lt=now - AUTO_TOPUP_STALE_AFTER)
+        )
+        .update(auto_topup_started_at=now)
+    )
+    if claimed:
+        enqueue_after_commit(tasks.auto_topup_run, account_id)
+
+
+def auto_topup_run(*, account_id: int) -> str:
+    """Charge one top-up for a claimed account. On failure auto top-up turns itself off and the
+    billing contacts are told why."""
+    account = CreditAccount.objects.select_related("organization", "user").get(pk=account_id)
+    if account.auto_topup_started_at is None:
+        return "not claimed"
+    if not account.auto_topup_enabled or account.balance >= account.auto_topup_threshold:
+        CreditAccount.objects.filter(pk=account_id).update(auto_topup_started_at=None)
+        return "not needed"
+    key = f"auto-topup-{account.pk}-{int(account.auto_topup_started_at.timestamp())}"
+    purchase, _ = Purchase.objects.get_or_create(
+        idempotency_key=key,
+        defaults={
+            "account": account,
+            "kind": Purchase.Kind.AUTO_TOPUP,
+            "amount_cents": account.auto_topup_amount_cents,
+        },
+    )
+    if purchase.status == Purchase.Status.PENDING:
+        customer_id = _customer_id(account)
+        if get_gateway().payment_method_default(customer_id=customer_id) is None:
+            _purchase_fail(purchase, message="There is no saved card to charge.", actor=None)
+        else:
+            _charge(purchase, customer_id=customer_id, actor=None)
+        purchase.refresh_from_db()
+    if purchase.status == Purchase.Status.FAILED:
+        _auto_topup_disable(account, purchase.failure_message)
+    return purchase.status
+
+
+def _auto_topup_disable(account: CreditAccount, reason: str) -> None:
+    with transaction.atomic():
+        CreditAccount.objects.filter(pk=account.pk).update(
+            auto_topup_enabled=False, auto_topup_started_at=None, auto_topup_last_error=reason[:300]
+        )
+        audit_record(
+            **_holder(account),
+            actor=None,
+            action="auto_topup.disabled",
+            target=f"account {account.pk}",
+            reason=reason,
+        )
+        recipients = (
+            billing_contacts(account.organization)
+            if account.organization
+            else [account.user.email]
+            if account.user
+            else []
+        )
+        email_after_commit(
+            recipients=recipients,
+            subject="Auto top-up failed and is now off",
+            template="emails/credits_auto_topup_failed.txt",
+            context={"account": account, "reason": reason, "buy_url": buy_credits_url(account)},
+        )
+
+
+def auto_topup_sweep() -> int:
+    """Beat: accounts under their threshold with no top-up in flight (e.g. a queued task lost)."""
+    now = timezone.now()
+    due = CreditAccount.objects.filter(
+        auto_topup_enabled=True, balance__lt=F("auto_topup_threshold")
+    ).filter(
+        Q(auto_topup_started_at__isnull=True)
+        | Q(auto_topup_started_at__lt=now - AUTO_TOPUP_STALE_AFTER)
+    )
+    count = 0
+    for account_id in due.values_list("pk", flat=True)[:500]:
+        with transaction.atomic():
+            _auto_topup_claim(account_id)
+        count += 1
+    return count
+
+
+def auto_topup_configure(
+    *, actor: User, account: CreditAccount, enabled: bool, threshold: int, amount_cents: int
+) -> CreditAccount:
+    """Enabling needs a saved card: a top-up is charged off-session."""
+    if enabled and get_gateway().payment_method_default(customer_id=_customer_id(account)) is None:
+        raise PurchaseDeclined(
+            "Save a card first: buy credits once with a card, or add one under billing details."
+        )
+    with transaction.atomic():
+        CreditAccount.objects.filter(pk=account.pk).update(
+            auto_topup_enabled=enabled,
+            auto_topup_threshold=threshold,
+            auto_topup_amount_cents=amount_cents,
+            auto_topup_last_error="",
+        )
+        audit_record(
+            **_holder(account),
+            actor=actor,
+            action="auto_topup.configure",
+            target=f"account {account.pk}",
+            enabled=enabled,
+            threshold_microdollars=threshold,
+            amount_cents=amount_cents,
+        )
+    account.refresh_from_db()
+    return account
+
+
+def low_balance_configure(
+    *, actor: User, account: CreditAccount, threshold: int | None, recipients: list[str]
+) -> CreditAccount:
+    with transaction.atomic():
+        CreditAccount.objects.filter(pk=account.pk).update(
+            low_balance_threshold=threshold,
+            low_balance_recipients="\n".join(recipients),
+            low_balance_alerted=threshold is not None and account.balance < threshold,
+        )
+        audit_record(
+            **_holder(account),
+            actor=actor,
+            action="low_balance_alert.configure",
+            target=f"account {account.pk}",
+            threshold_microdollars=threshold,
+            recipients=recipients,
+        )
+    account.refresh_from_db()
+    return account
+
+
+def member_daily_limit_set(*, actor: User, account: CreditAccount, limit: int | None) -> None:
+    with transaction.atomic():
+        CreditAccount.objects.filter(pk=account.pk).update(member_daily_limit=limit)
+        audit_record(
+            **_holder(account),
+            actor=actor,
+            action="credits.member_daily_limit",
+            target=f"account {account.pk}",
+            limit_microdollars=limit,
+        )
+
+
+# API tokens
+
+TOKEN_PREFIX = "kb_"
+
+
+def hash_api_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token; the raw value is returned once and never stored."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=raw[:10], token_hash=hash_api_token(raw)
+        )
+        audit_record(organization=None, actor=user, action="api_token.create", target=name)
+    return token, raw
+
+
+def api_token_revoke(*, user: User, token: ApiToken) -> None:
+    with transaction.atomic():
+        ApiToken.objects.filter(pk=token.pk, user=user, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        audit_record(organization=None, actor=user, action="api_token.revoke", target=token.name)
+
+
+def api_token_authenticate(raw: str) -> ApiToken | None:
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(token_hash=hash_api_token(raw), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    now = timezone.now()
+    # Record use at most once a minute: a write per API call would cost more than it tells.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def cents_to_microdollars(cents: int) -> int:
+    return cents * MICRODOLLARS_PER_CENT

@@ -1,0 +1,20 @@
+from celery import shared_task
+
+from credits import services
+
+
+@shared_task
+def auto_topup_run(account_id: int) -> str:
+    return services.auto_topup_run(account_id=account_id)
+
+
+@shared_task
+def auto_topup_sweep() -> int:
+    return services.auto_topup_sweep()
+
+
+@shared_task
+def reconciliation() -> dict[str, object]:
+    from credits.reconciliation import reconcile
+
+    return reconcile()
