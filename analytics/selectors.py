@@ -1,0 +1,507 @@
+"""Reads for the Usage pages, from the daily rollups only and always scoped to one credit
+account (an organization's or a person's) and, for members, to the member's own rows. A page
+costs the same few queries whatever the number of members or events: one scan of the period's
+rollups answers every chart and table (GROUPING SETS), one more the previous period."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Min, QuerySet, Sum
+
+from accounts.models import User
+from analytics.filters import UsageFilters
+from analytics.models import DailyUsage, UsageSettings
+from analytics.periods import Bucket, Period, PeriodKind, period_resolve
+from credits.models import CreditAccount, ModelPrice
+from organizations.models import Membership, Organization
+
+COUNTS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+@dataclass(frozen=True)
+class UsageScope:
+    """Whose usage a page shows and to whom. `only_user_id` is set for viewers who may see
+    nothing but their own rows; every read below applies it."""
+
+    account_id: int | None
+    organization: Organization | None
+    viewer: User
+    sees_everyone: bool
+    members_see_totals: bool = False
+    can_manage_visibility: bool = False
+
+    @property
+    def only_user_id(self) -> int | None:
+        return None if self.sees_everyone else self.viewer.pk
+
+    @property
+    def shows_org_totals(self) -> bool:
+        """A member of an organization that lets members see its totals."""
+        return self.organization is not None and not self.sees_everyone and self.members_see_totals
+
+
+def account_id_of(
+    *, organization: Organization | None = None, user: User | None = None
+) -> int | None:
+    """The credit account whose usage a page shows, without creating one on a read."""
+    accounts = CreditAccount.objects.all()
+    if organization is not None:
+        accounts = accounts.filter(organization=organization)
+    else:
+        assert user is not None
+        accounts = accounts.filter(user=user)
+    return accounts.values_list("pk", flat=True).first()
+
+
+def members_see_totals(*, organization: Organization) -> bool:
+    return bool(
+        UsageSettings.objects.filter(organization=organization)
+        .values_list("members_see_totals", flat=True)
+        .first()
+    )
+
+
+# Filter values that need the database to be judged
+
+
+def known_models() -> list[tuple[str, str]]:
+    """(provider, model) pairs a filter may name: the price catalogue, which every recorded
+    request was priced from."""
+    return list(
+        ModelPrice.objects.values_list("provider", "model_id").distinct().order_by("provider")
+    )
+
+
+def _scoped(scope: UsageScope) -> QuerySet[DailyUsage]:
+    rows = DailyUsage.objects.filter(account_id=scope.account_id)
+    if scope.only_user_id is not None:
+        rows = rows.filter(user_id=scope.only_user_id)
+    return rows
+
+
+def _filtered(rows: QuerySet[DailyUsage], filters: UsageFilters) -> QuerySet[DailyUsage]:
+    if filters.member is not None:
+        rows = rows.filter(user_id=filters.member)
+    if filters.provider:
+        rows = rows.filter(provider=filters.provider)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.project is not None:
+        rows = rows.filter(project=filters.project)
+    return rows
+
+
+def member_is_known(*, scope: UsageScope, user_id: int) -> bool:
+    """A current member of the organization, or someone whose usage the account holds (a
+    former member). Never anyone else: another organization's people are unknown here."""
+    if scope.organization is not None and (
+        Membership.objects.filter(organization=scope.organization, user_id=user_id).exists()
+    ):
+        return True
+    return scope.account_id is not None and _scoped(scope).filter(user_id=user_id).exists()
+
+
+def model_is_used(*, scope: UsageScope, provider: str, model: str) -> bool:
+    if scope.account_id is None:
+        return False
+    rows = _scoped(scope)
+    if provider:
+        rows = rows.filter(provider=provider)
+    if model:
+        rows = rows.filter(model=model)
+    return bool(rows.exists())
+
+
+def project_is_used(*, scope: UsageScope, project: str) -> bool:
+    return scope.account_id is not None and bool(_scoped(scope).filter(project=project).exists())
+
+
+def first_day(*, scope: UsageScope) -> date | None:
+    if scope.account_id is None:
+        return None
+    result: date | None = _scoped(scope).aggregate(first=Min("day"))["first"]
+    return result
+
+
+def period_of(*, scope: UsageScope, filters: UsageFilters, today: date) -> Period:
+    return period_resolve(
+        filters.period,
+        today=today,
+        start=filters.start,
+        end=filters.end,
+        first_day=first_day(scope=scope) if filters.period == PeriodKind.ALL_TIME else None,
+    )
+
+
+# The report
+
+
+@dataclass
+class Figures:
+    """Sums over some rollup rows."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: int = 0  # microdollars
+
+    @property
+    def average_cost(self) -> int | None:
+        """Microdollars per request, rounded half up."""
+        if not self.requests:
+            return None
+        return (2 * self.cost + self.requests) // (2 * self.requests)
+
+    @property
+    def cache_tokens(self) -> int:
+        return self.cache_read_tokens + self.cache_write_tokens
+
+    def add(self, other: "Figures") -> None:
+        for name in (*COUNTS, "cost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Totals(Figures):
+    members: int = 0  # distinct people with usage
+
+
+@dataclass
+class Line(Figures):
+    """One row of a breakdown: a member, model, provider or project."""
+
+    key: str = ""  # the filter value that shows just this row's usage
+    label: str = ""
+    detail: str = ""  # e.g. the member's email, the model's provider
+
+
+@dataclass
+class Person:
+    user_id: int | None
+    name: str
+    email: str
+    is_member: bool
+
+
+@dataclass
+class UsageReport:
+    period: Period
+    totals: Totals
+    previous: Totals | None
+    org_totals: Totals | None
+    org_previous: Totals | None
+    # Spend per bucket (day, week or month) and series (a model key or a member id).
+    buckets: list[date]
+    spend: dict[tuple[date, str], int]
+    series_labels: dict[str, str]
+    by_member: list[Line]
+    by_model: list[Line]
+    by_provider: list[Line]
+    by_project: list[Line]
+    # Values offered by the filter menus.
+    member_options: list[Person] = field(default_factory=list)
+    model_options: list[tuple[str, str]] = field(default_factory=list)
+    provider_options: list[str] = field(default_factory=list)
+    project_options: list[str] = field(default_factory=list)
+
+
+# GROUPING(b, user_id, provider, model, project): a set bit is a column summed over.
+_G_BUCKET_MODEL = 0b01001
+_G_BUCKET_MEMBER = 0b00111
+_G_MEMBER = 0b10111
+_G_MODEL = 0b11001
+_G_PROJECT = 0b11110
+_G_ALL = 0b11111
+
+_BUCKET_SQL = {
+    Bucket.DAY: "day",
+    Bucket.WEEK: "date_trunc('week', day)::date",
+    Bucket.MONTH: "date_trunc('month', day)::date",
+}
+
+
+def _grouped_rows(
+    scope: UsageScope, filters: UsageFilters, period: Period
+) -> list[tuple[Any, ...]]:
+    """One scan of the period's rows in scope and under the filters (through the index of the
+    member or project filter when there is one), grouped every way the page needs at once."""
+    where = ["account_id = %s", "day BETWEEN %s AND %s"]
+    params: list[Any] = [scope.account_id, period.start, period.end]
+    for column, value in (
+        ("user_id", scope.only_user_id),
+        ("user_id", filters.member),
+        ("provider", filters.provider or None),
+        ("model", filters.model or None),
+        ("project", filters.project),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    chart_set = "(b, user_id)" if _stack_by_member(scope, filters) else "(b, provider, model)"
+    sums = ", ".join(f"SUM({column})" for column in (*COUNTS, "cost"))
+    sql = f"""
+        SELECT GROUPING(b, user_id, provider, model, project), b, user_id, provider, model,
+               project, {sums}
+        FROM (SELECT *, {_BUCKET_SQL[period.bucket]} AS b FROM {DailyUsage._meta.db_table}
+              WHERE {" AND ".join(where)}) AS rows
+        GROUP BY GROUPING SETS ({chart_set}, (user_id), (provider, model), (project), ())
+    """  # noqa: S608 - every value is a parameter; the SQL fragments are this module's own
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+MAX_PROJECT_OPTIONS = 500
+_PROJECTS_SQL = f"""
+    WITH RECURSIVE projects AS (
+        (SELECT project FROM {DailyUsage._meta.db_table} WHERE account_id = %s
+         ORDER BY project LIMIT 1)
+        UNION ALL
+        SELECT (SELECT later.project FROM {DailyUsage._meta.db_table} AS later
+                WHERE later.account_id = %s AND later.project > projects.project
+                ORDER BY later.project LIMIT 1)
+        FROM projects WHERE projects.project IS NOT NULL
+    )
+    SELECT project FROM projects WHERE project IS NOT NULL LIMIT {MAX_PROJECT_OPTIONS}
+"""  # noqa: S608 - the table name is the model's
+
+
+def projects_of(*, scope: UsageScope) -> list[str]:
+    """Every project the account ever recorded, one index probe per project (a loose index
+    scan) rather than a scan of the account's rows."""
+    if scope.account_id is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_PROJECTS_SQL, [scope.account_id, scope.account_id])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _stack_by_member(scope: UsageScope, filters: UsageFilters) -> bool:
+    return scope.sees_everyone and scope.organization is not None and filters.stack == "member"
+
+
+def _figures(values: tuple[Any, ...], cls: type[Figures] = Figures, **extra: Any) -> Any:
+    counts = [int(v or 0) for v in values]
+    return cls(*counts, **extra)
+
+
+def _totals(rows: Any) -> Totals:
+    result = rows.aggregate(
+        **{name: Sum(name) for name in (*COUNTS, "cost")},
+        people=Count("user_id", distinct=True),
+    )
+    return Totals(
+        **{name: int(result[name] or 0) for name in (*COUNTS, "cost")},
+        members=int(result["people"] or 0),
+    )
+
+
+def _previous_totals(scope: UsageScope, filters: UsageFilters, period: Period) -> Totals | None:
+    if period.previous is None or scope.account_id is None:
+        return None
+    return _totals(_filtered(_scoped(scope).filter(day__range=period.previous), filters))
+
+
+def _org_totals(scope: UsageScope, period: Period) -> tuple[Totals | None, Totals | None]:
+    """The whole organization's figures for the period (and the previous one), for members of
+    organizations that show them. Totals only: no row says who spent what."""
+    if not scope.shows_org_totals or scope.account_id is None:
+        return None, None
+    rows = DailyUsage.objects.filter(account_id=scope.account_id)
+    current = _totals(rows.filter(day__range=(period.start, period.end)))
+    previous = _totals(rows.filter(day__range=period.previous)) if period.previous else None
+    return current, previous
+
+
+def _people(scope: UsageScope, user_ids: set[int]) -> dict[int, Person]:
+    """Names of the organization's members and of anyone else with usage here (former
+    members), in at most two queries."""
+    people: dict[int, Person] = {}
+    if scope.organization is not None and scope.sees_everyone:
+        for membership in Membership.objects.filter(organization=scope.organization).select_related(
+            "user"
+        ):
+            user = membership.user
+            people[user.pk] = Person(user.pk, user.get_full_name(), user.email, is_member=True)
+    else:
+        viewer = scope.viewer
+        people[viewer.pk] = Person(viewer.pk, viewer.get_full_name(), viewer.email, True)
+    missing = user_ids - set(people)
+    if missing:
+        for user in User.objects.filter(pk__in=missing).only("pk", "email", "name"):
+            people[user.pk] = Person(user.pk, user.get_full_name(), user.email, is_member=False)
+    return people
+
+
+def _person_label(people: dict[int, Person], user_id: int | None) -> tuple[str, str]:
+    if user_id is None or user_id not in people:
+        return "Deleted user", ""
+    person = people[user_id]
+    detail = person.email if person.is_member else f"{person.email} (no longer a member)"
+    return person.name, detail
+
+
+def _buckets(period: Period) -> list[date]:
+    days: list[date] = []
+    if period.bucket == Bucket.DAY:
+        return [period.start + timedelta(days=n) for n in range(period.days)]
+    current = (
+        period.start - timedelta(days=period.start.weekday())
+        if period.bucket == Bucket.WEEK
+        else period.start.replace(day=1)
+    )
+    while current <= period.end:
+        days.append(current)
+        if period.bucket == Bucket.WEEK:
+            current += timedelta(days=7)
+        else:
+            current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return days
+
+
+def model_key(provider: str, model: str) -> str:
+    return f"{provider}/{model}"
+
+
+@dataclass
+class _Grouped:
+    """The rows of `_grouped_rows`, sorted out by grouping set."""
+
+    totals: Totals = field(default_factory=Totals)
+    by_member: dict[int | None, Figures] = field(default_factory=dict)
+    by_model: dict[tuple[str, str], Figures] = field(default_factory=dict)
+    by_project: dict[str, Figures] = field(default_factory=dict)
+    spend: dict[tuple[date, str], int] = field(default_factory=dict)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        grouping, bucket, user_id, provider, model, project = row[:6]
+        figures = _figures(row[6:12])
+        if grouping == _G_ALL:
+            self.totals = Totals(**vars(figures))
+        elif grouping == _G_MEMBER:
+            self.by_member[user_id] = figures
+        elif grouping == _G_MODEL:
+            self.by_model[(provider, model)] = figures
+        elif grouping == _G_PROJECT:
+            self.by_project[project] = figures
+        else:
+            key = model_key(provider, model) if grouping == _G_BUCKET_MODEL else str(user_id)
+            self.spend[(bucket, key)] = self.spend.get((bucket, key), 0) + figures.cost
+
+
+def usage_report(*, scope: UsageScope, filters: UsageFilters, period: Period) -> UsageReport:
+    """Everything a Usage page shows, from the rollups of one account."""
+    grouped = _Grouped()
+    for row in _grouped_rows(scope, filters, period) if scope.account_id is not None else []:
+        grouped.add(row)
+    totals = grouped.totals
+    totals.members = sum(1 for user_id in grouped.by_member if user_id is not None)
+
+    ids = {i for i in grouped.by_member if i is not None}
+    if filters.member is not None:
+        ids.add(filters.member)
+    people = _people(scope, ids)
+
+    member_lines = []
+    for user_id, figures in grouped.by_member.items():
+        name, detail = _person_label(people, user_id)
+        key = "" if user_id is None else str(user_id)
+        member_lines.append(_line(figures, key=key, label=name, detail=detail))
+    providers: dict[str, Figures] = {}
+    for (provider, _), figures in grouped.by_model.items():
+        providers.setdefault(provider, Figures()).add(figures)
+
+    if _stack_by_member(scope, filters):
+        series_labels = {str(i): _person_label(people, i)[0] for i in grouped.by_member}
+    else:
+        series_labels = {model_key(p, m): m for p, m in grouped.by_model}
+
+    org_totals, org_previous = _org_totals(scope, period)
+    # The filter menus: the catalogue's models and every project, so that one filter can be
+    # swapped for another without clearing it first (a member's menu: their own projects).
+    model_options = {*known_models(), *grouped.by_model}
+    if filters.model:
+        model_options.add((filters.provider, filters.model))
+    project_options = set(grouped.by_project)
+    if scope.sees_everyone:
+        project_options.update(projects_of(scope=scope))
+    if filters.project is not None:
+        project_options.add(filters.project)
+    return UsageReport(
+        period=period,
+        totals=totals,
+        previous=_previous_totals(scope, filters, period),
+        org_totals=org_totals,
+        org_previous=org_previous,
+        buckets=_buckets(period),
+        spend=grouped.spend,
+        series_labels=series_labels,
+        by_member=member_lines,
+        by_model=[
+            _line(figures, key=model, label=model, detail=provider)
+            for (provider, model), figures in grouped.by_model.items()
+        ],
+        by_provider=[_line(f, key=p, label=p) for p, f in providers.items()],
+        by_project=[
+            _line(figures, key=project, label=project or "(no project)")
+            for project, figures in grouped.by_project.items()
+        ],
+        # Everyone in `people`: the members, and former members with usage in the period.
+        member_options=sorted(people.values(), key=lambda p: (p.name.lower(), p.email))
+        if scope.sees_everyone and scope.organization is not None
+        else [],
+        model_options=sorted(model_options),
+        provider_options=sorted({p for p, _ in model_options if p}),
+        project_options=sorted(project_options),
+    )
+
+
+def _line(figures: Figures, *, key: str, label: str, detail: str = "") -> Line:
+    return Line(**vars(figures), key=key, label=label, detail=detail)
+
+
+# The CSV export
+
+CSV_COLUMNS = (
+    "date",
+    "member_id",
+    "member_email",
+    "provider",
+    "model",
+    "project",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_microdollars",
+)
+
+
+def usage_rows(
+    *, scope: UsageScope, filters: UsageFilters, period: Period
+) -> Iterator[tuple[Any, ...]]:
+    """The filtered rollup rows (day × member × model × project), in the order of the rollups'
+    unique index, read through a server-side cursor: an export of any size streams."""
+    if scope.account_id is None:
+        return iter(())
+    rows = _filtered(_scoped(scope).filter(day__range=(period.start, period.end)), filters)
+    return (
+        rows.order_by("day", "user_id", "provider", "model", "project")
+        .values_list(
+            "day",
+            "user_id",
+            "user__email",
+            "provider",
+            "model",
+            "project",
+            *COUNTS,
+            "cost",
+        )
+        .iterator(chunk_size=5000)
+    )

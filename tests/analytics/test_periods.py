@@ -1,0 +1,109 @@
+from datetime import date
+
+import pytest
+from django.http import QueryDict
+
+from analytics.filters import NO_PROJECT, Stack, Table, UsageFilters, filters_parse
+from analytics.periods import Bucket, PeriodKind, period_resolve
+
+
+@pytest.mark.parametrize(
+    ("kind", "today", "span", "previous"),
+    [
+        (
+            "7d",
+            date(2026, 3, 15),
+            (date(2026, 3, 9), date(2026, 3, 15)),
+            (date(2026, 3, 2), date(2026, 3, 8)),
+        ),
+        (
+            "30d",
+            date(2026, 3, 15),
+            (date(2026, 2, 14), date(2026, 3, 15)),
+            (date(2026, 1, 15), date(2026, 2, 13)),
+        ),
+        (
+            "month",
+            date(2026, 3, 31),
+            (date(2026, 3, 1), date(2026, 3, 31)),
+            (date(2026, 2, 1), date(2026, 2, 28)),
+        ),
+        (
+            "month",
+            date(2026, 1, 10),
+            (date(2026, 1, 1), date(2026, 1, 10)),
+            (date(2025, 12, 1), date(2025, 12, 10)),
+        ),
+        (
+            "last-month",
+            date(2026, 3, 15),
+            (date(2026, 2, 1), date(2026, 2, 28)),
+            (date(2026, 1, 1), date(2026, 1, 31)),
+        ),
+        (
+            "last-month",
+            date(2026, 1, 5),
+            (date(2025, 12, 1), date(2025, 12, 31)),
+            (date(2025, 11, 1), date(2025, 11, 30)),
+        ),
+        (
+            "year",
+            date(2028, 2, 29),
+            (date(2028, 1, 1), date(2028, 2, 29)),
+            (date(2027, 1, 1), date(2027, 2, 28)),
+        ),
+    ],
+)
+def test_it_resolves_each_period_and_its_comparison(
+    kind: str, today: date, span: tuple[date, date], previous: tuple[date, date]
+) -> None:
+    period = period_resolve(PeriodKind(kind), today=today)
+    assert (period.start, period.end) == span
+    assert period.previous == previous
+
+
+def test_all_time_starts_at_the_first_usage_and_compares_with_nothing() -> None:
+    period = period_resolve(
+        PeriodKind.ALL_TIME, today=date(2026, 3, 15), first_day=date(2025, 6, 1)
+    )
+    assert (period.start, period.end, period.previous) == (
+        date(2025, 6, 1),
+        date(2026, 3, 15),
+        None,
+    )
+    assert period.bucket == Bucket.WEEK
+    empty = period_resolve(PeriodKind.ALL_TIME, today=date(2026, 3, 15))
+    assert (empty.start, empty.end) == (date(2026, 3, 15), date(2026, 3, 15))
+
+
+def test_a_custom_range_compares_with_as_many_days_before() -> None:
+    period = period_resolve(
+        PeriodKind.CUSTOM, today=date(2026, 3, 15), start=date(2026, 3, 1), end=date(2026, 3, 10)
+    )
+    assert period.previous == (date(2026, 2, 19), date(2026, 2, 28))
+    assert period.label == "1 Mar 2026 – 10 Mar 2026"
+
+
+def test_the_query_string_round_trips() -> None:
+    filters = UsageFilters(
+        period=PeriodKind.CUSTOM,
+        start=date(2026, 1, 2),
+        end=date(2026, 2, 3),
+        member=7,
+        provider="openai",
+        model="gpt-5",
+        project="",
+        stack=Stack.MEMBER,
+        sorts={Table.MODEL: "name"},
+    )
+    query = QueryDict(filters.querystring().removeprefix("?"))
+    assert query["project"] == NO_PROJECT
+    parsed = filters_parse(query, today=date(2026, 3, 15))
+    assert parsed.errors == []
+    assert parsed.filters == filters
+    assert UsageFilters().querystring() == ""
+
+
+def test_a_project_keeps_its_spaces() -> None:
+    parsed = filters_parse(QueryDict("project=%20spaced%20"), today=date(2026, 3, 15))
+    assert parsed.filters.project == " spaced "
