@@ -47,6 +47,7 @@ bench: export REDIS_URL := redis://127.0.0.1:6379/5
 bench: bootstrap
 	DEBUG=1 $(BIN)/python bench/debits.py
 	DEBUG=1 $(BIN)/python bench/usage_api.py
+	DEBUG=1 $(BIN)/python bench/usage_page.py
 	if [ -f bench/dunning_sweep.py ]; then DEBUG=1 $(BIN)/python bench/dunning_sweep.py; fi
 
 lock:

@@ -8,6 +8,7 @@ from analytics import charts
 from analytics.filters import DEFAULT_SORT, NO_PROJECT, Stack, Table, UsageFilters
 from analytics.periods import LABELS, PeriodKind
 from analytics.selectors import Line, Totals, UsageReport, UsageScope
+from analytics.templatetags.usage_money import dollars
 from kilo_billing.templatetags.money import microdollars
 
 
@@ -47,6 +48,9 @@ def summary_cards(totals: Totals, previous: Totals | None, *, with_members: bool
         return f"{value:,}" if value is not None else ""
 
     def money(value: int | None) -> str:
+        return dollars(value)
+
+    def unit_price(value: int | None) -> str:
         return microdollars(value)
 
     earlier = previous
@@ -75,7 +79,7 @@ def summary_cards(totals: Totals, previous: Totals | None, *, with_members: bool
             "Average cost per request",
             totals.average_cost,
             earlier.average_cost if earlier else None,
-            money,
+            unit_price,
         )
     )
     return cards

@@ -4,12 +4,12 @@ costs the same few queries whatever the number of members or events: one scan of
 rollups answers every chart and table (GROUPING SETS), one more the previous period."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models import Min, QuerySet, Sum
 
 from accounts.models import User
 from analytics.filters import UsageFilters
@@ -119,6 +119,40 @@ def project_is_used(*, scope: UsageScope, project: str) -> bool:
     return scope.account_id is not None and bool(_scoped(scope).filter(project=project).exists())
 
 
+def filters_checked(*, scope: UsageScope, filters: UsageFilters, errors: list[str]) -> UsageFilters:
+    """Drop filter values that name something this page does not hold, saying why. A member
+    (or the personal page) asking for someone else gets their own usage, never the other's."""
+    changes: dict[str, Any] = {}
+    if filters.member is not None:
+        if scope.only_user_id is not None and filters.member != scope.only_user_id:
+            errors.append("You can see only your own usage here; showing yours.")
+            changes["member"] = None
+        elif scope.only_user_id is None and not member_is_known(
+            scope=scope, user_id=filters.member
+        ):
+            errors.append("That member is not in this organization; showing everyone.")
+            changes["member"] = None
+    if filters.provider or filters.model:
+        catalogue = known_models()
+        if filters.provider and not (
+            any(p == filters.provider for p, _ in catalogue)
+            or model_is_used(scope=scope, provider=filters.provider, model="")
+        ):
+            errors.append(f"There is no provider “{filters.provider}”; showing every provider.")
+            changes["provider"] = ""
+        if filters.model and not (
+            any(m == filters.model for _, m in catalogue)
+            or model_is_used(scope=scope, provider="", model=filters.model)
+        ):
+            errors.append(f"There is no model “{filters.model}”; showing every model.")
+            changes["model"] = ""
+    if filters.project is not None and not project_is_used(scope=scope, project=filters.project):
+        name = filters.project or "(no project)"
+        errors.append(f"No usage was ever recorded for project “{name}”; showing every project.")
+        changes["project"] = None
+    return replace(filters, **changes) if changes else filters
+
+
 def first_day(*, scope: UsageScope) -> date | None:
     if scope.account_id is None:
         return None
@@ -216,7 +250,6 @@ _G_BUCKET_MEMBER = 0b00111
 _G_MEMBER = 0b10111
 _G_MODEL = 0b11001
 _G_PROJECT = 0b11110
-_G_ALL = 0b11111
 
 _BUCKET_SQL = {
     Bucket.DAY: "day",
@@ -242,14 +275,20 @@ def _grouped_rows(
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
-    chart_set = "(b, user_id)" if _stack_by_member(scope, filters) else "(b, provider, model)"
+    # Three grouping sets, the fewest that answer everything: the chart's set also gives its
+    # series' totals, and any complete set gives the page's totals.
+    sets = (
+        "(b, user_id), (provider, model)"
+        if _stack_by_member(scope, filters)
+        else "(b, provider, model), (user_id)"
+    )
     sums = ", ".join(f"SUM({column})" for column in (*COUNTS, "cost"))
     sql = f"""
         SELECT GROUPING(b, user_id, provider, model, project), b, user_id, provider, model,
                project, {sums}
         FROM (SELECT *, {_BUCKET_SQL[period.bucket]} AS b FROM {DailyUsage._meta.db_table}
               WHERE {" AND ".join(where)}) AS rows
-        GROUP BY GROUPING SETS ({chart_set}, (user_id), (provider, model), (project), ())
+        GROUP BY GROUPING SETS ({sets}, (project))
     """  # noqa: S608 - every value is a parameter; the SQL fragments are this module's own
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -290,15 +329,17 @@ def _figures(values: tuple[Any, ...], cls: type[Figures] = Figures, **extra: Any
     return cls(*counts, **extra)
 
 
-def _totals(rows: Any) -> Totals:
-    result = rows.aggregate(
-        **{name: Sum(name) for name in (*COUNTS, "cost")},
-        people=Count("user_id", distinct=True),
+def _totals(rows: QuerySet[DailyUsage]) -> Totals:
+    """Sums and the number of people, from per-person sums (cheaper than COUNT(DISTINCT))."""
+    totals = Totals()
+    names = [f"sum_{name}" for name in (*COUNTS, "cost")]
+    per_person = rows.values("user_id").annotate(
+        **{f"sum_{name}": Sum(name) for name in (*COUNTS, "cost")}
     )
-    return Totals(
-        **{name: int(result[name] or 0) for name in (*COUNTS, "cost")},
-        members=int(result["people"] or 0),
-    )
+    for person in per_person.values_list(*names, "user_id"):
+        totals.add(_figures(person[:6]))
+        totals.members += person[6] is not None
+    return totals
 
 
 def _previous_totals(scope: UsageScope, filters: UsageFilters, period: Period) -> Totals | None:
@@ -381,17 +422,19 @@ class _Grouped:
     def add(self, row: tuple[Any, ...]) -> None:
         grouping, bucket, user_id, provider, model, project = row[:6]
         figures = _figures(row[6:12])
-        if grouping == _G_ALL:
-            self.totals = Totals(**vars(figures))
-        elif grouping == _G_MEMBER:
+        if grouping == _G_MEMBER:
             self.by_member[user_id] = figures
         elif grouping == _G_MODEL:
             self.by_model[(provider, model)] = figures
         elif grouping == _G_PROJECT:
             self.by_project[project] = figures
+            self.totals.add(figures)
+        elif grouping == _G_BUCKET_MODEL:
+            self.by_model.setdefault((provider, model), Figures()).add(figures)
+            self.spend[(bucket, model_key(provider, model))] = figures.cost
         else:
-            key = model_key(provider, model) if grouping == _G_BUCKET_MODEL else str(user_id)
-            self.spend[(bucket, key)] = self.spend.get((bucket, key), 0) + figures.cost
+            self.by_member.setdefault(user_id, Figures()).add(figures)
+            self.spend[(bucket, str(user_id))] = figures.cost
 
 
 def usage_report(*, scope: UsageScope, filters: UsageFilters, period: Period) -> UsageReport:

@@ -4,7 +4,6 @@ checks the filters, and renders what the selectors read from the rollups."""
 
 import csv
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date
 from typing import Any
 from uuid import UUID
@@ -62,47 +61,11 @@ def _personal_scope(request: HttpRequest) -> UsageScope:
     )
 
 
-def _checked(scope: UsageScope, filters: UsageFilters, errors: list[str]) -> UsageFilters:
-    """Drop filter values that name something this page does not hold, saying why. A member
-    (or the personal page) asking for someone else gets their own usage, never the other's."""
-    changes: dict[str, Any] = {}
-    if filters.member is not None:
-        if scope.only_user_id is not None and filters.member != scope.only_user_id:
-            errors.append("You can see only your own usage here; showing yours.")
-            changes["member"] = None
-        elif scope.only_user_id is None and not selectors.member_is_known(
-            scope=scope, user_id=filters.member
-        ):
-            errors.append("That member is not in this organization; showing everyone.")
-            changes["member"] = None
-    if filters.provider or filters.model:
-        catalogue = selectors.known_models()
-        if filters.provider and not (
-            any(p == filters.provider for p, _ in catalogue)
-            or selectors.model_is_used(scope=scope, provider=filters.provider, model="")
-        ):
-            errors.append(f"There is no provider “{filters.provider}”; showing every provider.")
-            changes["provider"] = ""
-        if filters.model and not (
-            any(m == filters.model for _, m in catalogue)
-            or selectors.model_is_used(scope=scope, provider="", model=filters.model)
-        ):
-            errors.append(f"There is no model “{filters.model}”; showing every model.")
-            changes["model"] = ""
-    if filters.project is not None and not selectors.project_is_used(
-        scope=scope, project=filters.project
-    ):
-        name = filters.project or "(no project)"
-        errors.append(f"No usage was ever recorded for project “{name}”; showing every project.")
-        changes["project"] = None
-    return replace(filters, **changes) if changes else filters
-
-
 def _resolve(request: HttpRequest, scope: UsageScope) -> tuple[UsageFilters, Period, list[str]]:
     today = _today()
     parsed = filters_parse(request.GET, today=today)
     errors = list(parsed.errors)
-    filters = _checked(scope, parsed.filters, errors)
+    filters = selectors.filters_checked(scope=scope, filters=parsed.filters, errors=errors)
     period = selectors.period_of(scope=scope, filters=filters, today=today)
     return filters, period, errors
 
@@ -168,19 +131,35 @@ class _Echo:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+CSV_BATCH = 1000  # rows per chunk sent: few chunks, and never more than this in memory
 
 
 def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for day, user_id, email, *rest in rows:
-        yield writer.writerow(
-            [day.isoformat(), user_id or "", _cell(email or ""), *(_cell(v) for v in rest)]
+    batch = [writer.writerow(CSV_COLUMNS)]
+    for day, user_id, email, provider, model, project, *counts in rows:
+        batch.append(
+            writer.writerow(
+                [
+                    day.isoformat(),
+                    user_id or "",
+                    _cell(email or ""),
+                    _cell(provider),
+                    _cell(model),
+                    _cell(project),
+                    *counts,
+                ]
+            )
         )
+        if len(batch) >= CSV_BATCH:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
 
 
 def _csv(request: HttpRequest, scope: UsageScope, *, page_url: str, name: str) -> HttpResponseBase:

@@ -1,11 +1,12 @@
 """The extension and model gateway API (DESIGN.md "Contracts"). OpenAPI at /api/openapi.json."""
 
 from datetime import timedelta
+from functools import cache
 from typing import Any
 from uuid import UUID
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
@@ -13,7 +14,6 @@ from django.utils import timezone
 from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.security import HttpBearer
-from redis.exceptions import RedisError
 
 from credits import services
 from credits.models import ApiToken, CreditAccount, UsageRecord
@@ -46,19 +46,24 @@ class TokenAuth(HttpBearer):
         return api_token
 
 
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.2, socket_timeout=0.2)
+
+
 def _rate_limit(token: ApiToken) -> None:
-    """A fixed one-minute window per token in Redis; open when Redis is down (the API must keep
-    serving spend during a cache outage)."""
-    limit = settings.API_RATE_LIMIT_PER_MINUTE
+    """A fixed one-minute window per token in Redis, one round trip (INCR + EXPIRE); open when
+    Redis is down (the API must keep serving spend during a cache outage)."""
     now = timezone.now()
-    key = f"api-rate:{token.pk}:{now:%Y%m%d%H%M}"
+    key = f"kb:api-rate:{token.pk}:{now:%Y%m%d%H%M}"
     try:
-        if cache.add(key, 1, timeout=70):
-            return
-        count = cache.incr(key)
-    except (RedisError, ValueError):
+        pipe = _redis().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 70)
+        count, _ = pipe.execute()
+    except redis.RedisError:
         return
-    if count > limit:
+    if count > settings.API_RATE_LIMIT_PER_MINUTE:
         raise RateLimited(retry_after=60 - now.second)
 
 

@@ -24,7 +24,7 @@ PROJECTS = ["robot-arm-firmware", "vision-pipeline", "fleet-dashboard", "docs"]
 
 
 def seed_demo_credits(
-    *, organization: Organization, buyer: User, spenders: list[User], days: int = 21
+    *, organization: Organization, buyer: User, spenders: list[User], days: int = 45
 ) -> None:
     account = account_for(organization=organization)
     for n, dollars in enumerate((500, 250)):

@@ -72,7 +72,10 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment"
         EXPIRY = "expiry"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by the composite index and unique key below, which both start with the account.
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     amount = models.BigIntegerField(help_text="Microdollars; negative for debits")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # What made this change, unique per account: a usage request_id, "purchase:<id>", ...
@@ -104,7 +107,9 @@ class UsageRecord(models.Model):
     details of a purged organization while the ledger's amounts stay for accounting."""
 
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="usage")
-    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="usage")
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.PROTECT, related_name="usage", db_index=False
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )

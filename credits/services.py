@@ -143,21 +143,16 @@ def usage_record(
     at: datetime | None = None,
 ) -> Debit:
     """Debit `cost` once per request_id, never below zero, within the member's daily limit.
-    One conditional UPDATE (which also reads what the follow-ups need) and the inserts.
-    `at` back-dates the records (imports and demo history only)."""
-    if known := _known_debit(account.pk, request_id):
-        return known
+    The inserts and one conditional UPDATE (which also reads what the follow-ups need), in one
+    transaction. `at` back-dates the records (imports and demo history only)."""
     if account.member_daily_limit is not None:
         _check_daily_limit(account, user, cost)
     now = at or timezone.now()
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
-                row = cursor.fetchone()
-            if row is None:
-                raise InsufficientBalance
-            balance, topup_enabled, topup_threshold, alert_threshold, alerted = row
+            # Inserts first: a repeated request_id stops at the unique key before anything
+            # else, and the account row is locked (by the UPDATE) only from the last statement
+            # to COMMIT, so that debits on one busy account queue as briefly as they can.
             entry = LedgerEntry.objects.create(
                 account_id=account.pk,
                 amount=-cost,
@@ -182,12 +177,19 @@ def usage_record(
                 created_at=now,
             )
             usage_rollup_add(usage=usage)
+            with connection.cursor() as cursor:
+                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
+                row = cursor.fetchone()
+            if row is None:
+                raise InsufficientBalance
+            balance, topup_enabled, topup_threshold, alert_threshold, alerted = row
             if topup_enabled and balance < topup_threshold:
                 _auto_topup_claim(account.pk)
             if alert_threshold is not None and balance < alert_threshold and not alerted:
                 _low_balance_alert(account, balance)
     except IntegrityError:
-        # A concurrent retry with the same request_id won; answer with its result.
+        # This request_id was debited before (or is being debited by a racing retry, which
+        # the unique key made us wait for): answer with that first result.
         if known := _known_debit(account.pk, request_id):
             return known
         raise

@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("kilo_billing.payments.urls")),
     path("", include("organizations.urls")),
+    path("", include("analytics.urls")),
     path("o/<uuid:org_id>/credits/", include("credits.urls")),
     path("profile/credits/", include(personal_urlpatterns)),
     path("profile/tokens/", credits_views.tokens, name="personal_tokens"),

@@ -8,7 +8,6 @@ urlpatterns = [
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("o/new/", views.organization_create, name="org_create"),
     path("o/<uuid:org_id>/", views.overview, name="org_overview"),
-    path("o/<uuid:org_id>/usage/", views.usage_tab, name="org_usage"),
     path("o/<uuid:org_id>/members/", views.members, name="org_members"),
     path("o/<uuid:org_id>/members/invite/", views.invite, name="org_invite"),
     path(

@@ -82,23 +82,6 @@ def overview(request: HttpRequest, org_id: UUID) -> HttpResponse:
     )
 
 
-def _coming_soon(tab: str, permission: Permission, what: str):  # type: ignore[no-untyped-def]
-    @login_required
-    def view(request: HttpRequest, org_id: UUID) -> HttpResponse:
-        membership = membership_for(request, org_id, permission=permission)
-        return render(
-            request,
-            "organizations/coming_soon.html",
-            {"membership": membership, "tab": tab, "what": what},
-        )
-
-    view.__name__ = f"{tab}_tab"
-    return view
-
-
-usage_tab = _coming_soon("usage", Permission.VIEW_ORGANIZATION, "Usage analytics")
-
-
 @login_required
 def members(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = membership_for(request, org_id)

@@ -20,11 +20,6 @@ _keys = count(1)
 
 
 @pytest.fixture(autouse=True)
-def _analytics_urls(settings) -> None:  # type: ignore[no-untyped-def]
-    settings.ROOT_URLCONF = "tests.analytics.urls"
-
-
-@pytest.fixture(autouse=True)
 def _frozen_clock() -> Iterator[None]:
     with time_machine.travel(NOW, tick=False):
         yield

@@ -107,3 +107,24 @@ def test_the_query_string_round_trips() -> None:
 def test_a_project_keeps_its_spaces() -> None:
     parsed = filters_parse(QueryDict("project=%20spaced%20"), today=date(2026, 3, 15))
     assert parsed.filters.project == " spaced "
+
+
+@pytest.mark.parametrize(
+    ("microdollars", "shown"),
+    [
+        (0, "$0.00"),
+        (87_639_667, "$87.64"),
+        (87_634_999, "$87.63"),
+        (5_000, "$0.005"),
+        (450, "$0.00045"),
+        (9_999, "$0.009999"),
+        (1_234_505_000, "$1,234.51"),
+        (-25_000, "-$0.03"),
+    ],
+)
+def test_spend_is_shown_to_the_cent_and_small_amounts_in_full(
+    microdollars: int, shown: str
+) -> None:
+    from analytics.templatetags.usage_money import dollars
+
+    assert dollars(microdollars) == shown

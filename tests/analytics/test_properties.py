@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from accounts.models import User
 from analytics.filters import NO_PROJECT, UsageFilters
 from analytics.periods import Period
+from analytics.templatetags.usage_money import dollars
 from credits.models import CreditAccount, LedgerEntry
-from kilo_billing.templatetags.money import microdollars
 from tests.analytics.conftest import NOW, TODAY, spend
 from tests.analytics.test_pages import csv_rows
 from tests.conftest import World, client_for
@@ -193,7 +193,7 @@ def check(books: Books, *, period: dict[str, str], chosen: dict[str, object], vi
     assert totals.cost == cost
     assert totals.requests == expected["requests"]
     assert totals.input_tokens == (expected["tokens"] or 0)
-    assert f"<strong>{microdollars(cost)}</strong>" in response.content.decode()
+    assert f"<strong>{dollars(cost)}</strong>" in response.content.decode()
     for table in context["tables"]:
         assert sum(row.line.cost for row in table.rows) == cost
     assert sum(column.total for column in context["spend_chart"].columns) == cost
