@@ -48,6 +48,7 @@ bench: bootstrap
 	DEBUG=1 $(BIN)/python bench/debits.py
 	DEBUG=1 $(BIN)/python bench/usage_api.py
 	DEBUG=1 $(BIN)/python bench/usage_page.py
+	DEBUG=1 $(BIN)/python bench/load.py
 	if [ -f bench/dunning_sweep.py ]; then DEBUG=1 $(BIN)/python bench/dunning_sweep.py; fi
 
 lock:

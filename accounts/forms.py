@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.models import User
@@ -20,7 +21,7 @@ class SignupForm(BaseUserCreationForm):
         return email
 
 
-class LoginForm(AuthenticationForm):
+class ThrottledLogin(AuthenticationForm):
     """Log-in, refused for a while after too many failures for one email from one address."""
 
     def _throttle_key(self) -> str:
@@ -44,3 +45,11 @@ class LoginForm(AuthenticationForm):
             raise
         attempts_reset(key)
         return cleaned
+
+
+class LoginForm(ThrottledLogin):
+    pass
+
+
+class StaffLoginForm(ThrottledLogin, AdminAuthenticationForm):
+    """The admin's log-in, throttled like the dashboard's (staff passwords are worth more)."""

@@ -12,8 +12,10 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Schema, Status
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
+from pydantic import field_validator
+from pydantic_core import to_jsonable_python
 
 from credits import services
 from credits.models import ApiToken, CreditAccount, UsageRecord
@@ -110,14 +112,44 @@ def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     fields = [str(error["loc"][-1]) for error in exc.errors if error.get("loc")]
     return api.create_response(
         request,
-        {"error": "invalid_request", "fields": fields, "detail": exc.errors},
+        {
+            "error": "invalid_request",
+            "message": "Some fields are missing or invalid: " + ", ".join(fields) + ".",
+            "fields": fields,
+            "detail": to_jsonable_python(exc.errors, fallback=str),
+        },
         status=422,
     )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    """ninja's own refusals (a body that is not JSON) in the API's error shape."""
+    if exc.status_code == 400:
+        body = {
+            "error": "invalid_request",
+            "message": "The body is not valid JSON.",
+            "field": "body",
+        }
+    else:
+        body = {"error": "error", "message": str(exc)}
+    return api.create_response(request, body, status=exc.status_code)
 
 
 class Problem(Schema):
     error: str
     message: str = ""
+
+
+class InvalidOut(Schema):
+    error: str
+    message: str
+    fields: list[str]
+    detail: list[dict[str, Any]]
+
+
+# Answers every operation may give besides its own.
+COMMON = {401: Problem, 422: InvalidOut, 429: Problem}
 
 
 class UserOut(Schema):
@@ -144,14 +176,23 @@ class BalanceOut(Schema):
 
 
 class UsageIn(Schema):
+    # Token counts are JSON integers only (strict: no "12", no true).
     request_id: str = Field(min_length=1, max_length=255)
     provider: str = Field(min_length=1, max_length=50)
     model: str = Field(min_length=1, max_length=100)
-    input_tokens: int = Field(ge=0, le=MAX_TOKENS)
-    output_tokens: int = Field(ge=0, le=MAX_TOKENS)
-    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
-    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
     project: str = Field(default="", max_length=200)
+
+    @field_validator("request_id", "provider", "model", "project")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL; refuse it here, naming the field, not at the INSERT.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class UsageOut(Schema):
@@ -228,7 +269,9 @@ def _profile(request: HttpRequest) -> tuple[Membership | None, CreditAccount]:
     return membership, services.account_for(organization=membership.organization)
 
 
-@api.get("/profile", response=ProfileOut, summary="The caller and their organizations")
+@api.get(
+    "/profile", response={200: ProfileOut, **COMMON}, summary="The caller and their organizations"
+)
 def profile(request: HttpRequest) -> dict[str, Any]:
     user = _token(request).user
     memberships = Membership.objects.filter(user=user).select_related("organization")
@@ -243,7 +286,7 @@ def profile(request: HttpRequest) -> dict[str, Any]:
 
 @api.get(
     "/profile/balance",
-    response={200: BalanceOut, 403: Problem},
+    response={200: BalanceOut, 403: Problem, **COMMON},
     summary="The chosen profile's credit balance",
 )
 def balance(request: HttpRequest) -> dict[str, Any]:
@@ -278,7 +321,14 @@ def _spend_check(membership: Membership | None) -> None:
 
 @api.post(
     "/usage",
-    response={200: UsageOut, 201: UsageOut, 400: Problem, 402: InsufficientOut, 403: Problem},
+    response={
+        200: UsageOut,
+        201: UsageOut,
+        400: Problem,
+        402: InsufficientOut,
+        403: Problem,
+        **COMMON,
+    },
     summary="Record one model request and debit its cost at list price",
 )
 def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
@@ -338,7 +388,7 @@ def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
 
 @api.get(
     "/profile/usage",
-    response={200: UsageSummaryOut, 403: Problem},
+    response={200: UsageSummaryOut, 403: Problem, **COMMON},
     summary="The caller's usage, last 30 days",
 )
 def profile_usage(request: HttpRequest) -> dict[str, Any]:
@@ -387,7 +437,11 @@ def profile_usage(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-@api.get("/models", response=ModelsOut, summary="Models and their list prices in force now")
+@api.get(
+    "/models",
+    response={200: ModelsOut, **COMMON},
+    summary="Models and their list prices in force now",
+)
 def models(request: HttpRequest) -> dict[str, Any]:
     return {
         "models": [

@@ -184,7 +184,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 5}
+# With Redis down, queueing fails at once (the sweeps pick the work up later) instead of holding
+# the request while kombu retries the connection.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhook-retry": {"task": "kilo_billing.payments.tasks.webhook_events_retry", "schedule": 300},
     "sandbox-tick": {"task": "kilo_billing.payments.sandbox.tasks.sandbox_tick", "schedule": 60},

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.forms import StaffLoginForm
 from credits import views as credits_views
 from credits.api import api
 from credits.urls import personal_urlpatterns
@@ -8,6 +9,7 @@ from kilo_billing.health import healthz
 from organizations.views import home
 
 admin.site.site_header = "Kilo Billing staff"
+admin.site.login_form = StaffLoginForm
 admin.site.site_title = "Kilo Billing staff"
 
 urlpatterns = [
