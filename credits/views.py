@@ -29,6 +29,7 @@ from credits.forms import (
     dollars_text,
 )
 from credits.models import CreditAccount
+from invoices.models import Invoice
 from invoices.services import billing_profile_for
 from kilo_billing.payments.gateway import get_gateway
 from organizations.access import membership_for
@@ -205,7 +206,14 @@ def purchase(request: HttpRequest, purchase_id: int, org_id: UUID | None = None)
     if services.purchase_confirm_checkout(purchase=record):
         record.refresh_from_db()
     scope.account.refresh_from_db()
-    return render(request, "credits/purchase.html", {**scope.context, "purchase": record})
+    invoice = (
+        Invoice.objects.filter(gateway_id=record.gateway_invoice_id).first()
+        if record.gateway_invoice_id
+        else None
+    )
+    return render(
+        request, "credits/purchase.html", {**scope.context, "purchase": record, "invoice": invoice}
+    )
 
 
 def auto_topup(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse:

@@ -17,8 +17,9 @@ LIFECYCLE_KINDS = (Invoice.Kind.SEAT_SUBSCRIPTION, Invoice.Kind.SEAT_PRORATION)
 
 
 def invoices_of_organization(*, organization: Organization) -> QuerySet[Invoice]:
+    # Gateway times are whole seconds: the number breaks ties, so the list reads in issue order.
     return Invoice.objects.filter(billing_profile__organization=organization).order_by(
-        "-created", "-pk"
+        "-created", "-number", "-pk"
     )
 
 

@@ -154,3 +154,22 @@ def test_switching_is_remembered_and_checked(world: World) -> None:
     world.member.refresh_from_db()
     assert world.member.active_organization_id is None
     assert client.get(reverse("home"))["Location"] == reverse("personal_profile")
+
+
+@pytest.mark.parametrize(
+    ("role", "shown", "hidden"),
+    [
+        (Role.OWNER, ["Credits", "Seats", "Invoices", "Settings", "Audit log"], []),
+        (Role.BILLING_MANAGER, ["Credits", "Seats", "Invoices"], ["Settings", "Audit log"]),
+        (Role.MEMBER, ["Members", "Usage"], ["Credits", "Seats", "Invoices", "Settings"]),
+    ],
+)
+def test_the_tabs_follow_the_matrix(
+    world: World, role: str, shown: list[str], hidden: list[str]
+) -> None:
+    page = client_for(world.person(role)).get(reverse("org_overview", args=[world.org.pk]))
+    tabs = page.content.decode().split('aria-label="Organization"')[1].split("</nav>")[0]
+    for label in shown:
+        assert f">{label}</a>" in tabs
+    for label in hidden:
+        assert f">{label}</a>" not in tabs
