@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from uuid import UUID
 
 from django.contrib import messages
@@ -142,38 +143,48 @@ def _team_action(request: HttpRequest, org_id: UUID, action):  # type: ignore[no
     return redirect("org_members", org_id=org_id)
 
 
-@login_required
-@require_POST
-def invitation_resend(request: HttpRequest, org_id: UUID, invitation_id: int) -> HttpResponse:
+def _invitation_action(
+    request: HttpRequest,
+    org_id: UUID,
+    invitation_id: int,
+    service: Callable[..., None],
+    done: str,
+) -> HttpResponse:
+    """Resend or revoke one open invitation of this organization; `done` names its email."""
     membership = membership_for(request, org_id, permission=Permission.INVITE_MEMBERS)
     invitation = get_object_or_404(
         selectors.open_invitations(organization=membership.organization), pk=invitation_id
     )
 
     def action() -> str:
-        services.invitation_resend(
-            actor=_user(request), membership=membership, invitation=invitation
-        )
-        return f"A new invitation link was sent to {invitation.email}."
+        service(actor=_user(request), membership=membership, invitation=invitation)
+        return done.format(email=invitation.email)
 
     return _team_action(request, org_id, action)
+
+
+@login_required
+@require_POST
+def invitation_resend(request: HttpRequest, org_id: UUID, invitation_id: int) -> HttpResponse:
+    return _invitation_action(
+        request,
+        org_id,
+        invitation_id,
+        services.invitation_resend,
+        "A new invitation link was sent to {email}.",
+    )
 
 
 @login_required
 @require_POST
 def invitation_revoke(request: HttpRequest, org_id: UUID, invitation_id: int) -> HttpResponse:
-    membership = membership_for(request, org_id, permission=Permission.INVITE_MEMBERS)
-    invitation = get_object_or_404(
-        selectors.open_invitations(organization=membership.organization), pk=invitation_id
+    return _invitation_action(
+        request,
+        org_id,
+        invitation_id,
+        services.invitation_revoke,
+        "The invitation for {email} is revoked.",
     )
-
-    def action() -> str:
-        services.invitation_revoke(
-            actor=_user(request), membership=membership, invitation=invitation
-        )
-        return f"The invitation for {invitation.email} is revoked."
-
-    return _team_action(request, org_id, action)
 
 
 def _target(membership: Membership, membership_id: int) -> Membership:

@@ -158,11 +158,16 @@ def seats_buy(request: HttpRequest, org_id: UUID) -> HttpResponse:
     )
 
 
-def _purchase_message(change: SeatChange) -> str:
+def _charged(change: SeatChange) -> tuple[SeatSubscription, str]:
+    """The subscription now, and ": $36.00 charged today (invoice KB-000123)" or ""."""
     subscription = SeatSubscription.objects.get(organization_id=change.organization_id)
     receipt = getattr(change, "receipt", None)
     invoice = f" (invoice {receipt.invoice_number})" if receipt and receipt.invoice_number else ""
-    charged = f": {cents(change.amount)} charged today{invoice}" if change.amount else ""
+    return subscription, f": {cents(change.amount)} charged today{invoice}" if change.amount else ""
+
+
+def _purchase_message(change: SeatChange) -> str:
+    subscription, charged = _charged(change)
     return (
         f"You bought {change.seats} seats{charged}. They renew monthly; next invoice on "
         f"{_date(subscription.current_period_end)} (UTC)."
@@ -262,10 +267,7 @@ def _declined(failed: PaymentFailed) -> str:
 
 
 def _addition_message(change: SeatChange) -> str:
-    subscription = SeatSubscription.objects.get(organization_id=change.organization_id)
-    receipt = getattr(change, "receipt", None)
-    invoice = f" (invoice {receipt.invoice_number})" if receipt and receipt.invoice_number else ""
-    charged = f": {cents(change.amount)} charged today{invoice}" if change.amount else ""
+    subscription, charged = _charged(change)
     return (
         f"Added {change.seats} seats{charged}. You now have "
         f"{subscription.quantity} seats; the billing date stays "

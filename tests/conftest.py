@@ -49,21 +49,22 @@ def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def post_through_the_test_client(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    response = Client().post(
+        urlparse(url).path,
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": headers["Stripe-Signature"]},
+    )
+    return response.status_code, response.content.decode()[:300]
+
+
 @pytest.fixture(autouse=True)
 def _sandbox_posts_through_the_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sandbox events reach /stripe/webhook/ through Django's test client (the real view and
     signature check, no socket); tasks queued after commit run inline instead of in Redis."""
 
-    def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        response = Client().post(
-            urlparse(url).path,
-            data=body,
-            content_type="application/json",
-            headers={"Stripe-Signature": headers["Stripe-Signature"]},
-        )
-        return response.status_code, response.content.decode()[:300]
-
-    monkeypatch.setattr(delivery, "post", post)
+    monkeypatch.setattr(delivery, "post", post_through_the_test_client)
 
 
 celery_app.conf.task_always_eager = True
@@ -91,6 +92,10 @@ def settle() -> None:
 
 @pytest.fixture
 def world(db: None) -> World:
+    return world_create()
+
+
+def world_create() -> World:
     org = OrganizationFactory(name="Acme Robotics")
     neighbour = OrganizationFactory(name="Globex")
     people = {

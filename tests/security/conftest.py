@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from django.db import transaction
 from django.db.models import Model
-from django.test import Client
 from django.test.utils import override_settings
 
 from accounts.models import User
@@ -25,9 +24,9 @@ from kilo_billing.payments.sandbox import delivery
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role
 from seats.models import SeatChange, SeatPlan, SeatSubscription
-from tests.conftest import World, settle
+from tests.conftest import World, post_through_the_test_client, settle, world_create
 from tests.credits.conftest import fund, seat_everyone
-from tests.factories import InvitationFactory, MembershipFactory, OrganizationFactory, UserFactory
+from tests.factories import InvitationFactory
 
 ROLES = [Role.OWNER, Role.ADMIN, Role.BILLING_MANAGER, Role.MEMBER]
 
@@ -46,40 +45,6 @@ class Tenants:
     acme: Tenant
     globex: Tenant
     personal: dict[str, int]  # the outsider's personal objects (purchase, token)
-
-
-def _through_the_test_client(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    response = Client().post(
-        "/stripe/webhook/",
-        data=body,
-        content_type="application/json",
-        headers={"Stripe-Signature": headers["Stripe-Signature"]},
-    )
-    return response.status_code, response.content.decode()[:300]
-
-
-def _world() -> World:
-    """tests/conftest.py's personas, built outside a function-scoped fixture."""
-    org = OrganizationFactory(name="Acme Robotics")
-    neighbour = OrganizationFactory(name="Globex")
-    people = {
-        role: MembershipFactory(
-            organization=org, role=role, user=UserFactory(email=f"{role}@acme.test")
-        ).user
-        for role in Role
-    }
-    outsider = MembershipFactory(
-        organization=neighbour, role=Role.OWNER, user=UserFactory(email="outsider@globex.test")
-    ).user
-    return World(
-        org=org,
-        owner=people[Role.OWNER],
-        admin=people[Role.ADMIN],
-        billing=people[Role.BILLING_MANAGER],
-        member=people[Role.MEMBER],
-        neighbour=neighbour,
-        outsider=outsider,
-    )
 
 
 def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tenant:
@@ -139,11 +104,11 @@ def tenants(django_db_setup: None, django_db_blocker: Any) -> Iterator[Tenants]:
         pytest.MonkeyPatch.context() as patch,
         transaction.atomic(),
     ):
-        patch.setattr(delivery, "post", _through_the_test_client)
+        patch.setattr(delivery, "post", post_through_the_test_client)
         SeatPlan.objects.get_or_create(
             code="teams", defaults={"name": "Teams", "unit_amount": 1800, "position": 1}
         )
-        world = _world()
+        world = world_create()
         acme = _tenant(world.org, world.owner, world.member, label="acme")
         globex = _tenant(world.neighbour, world.outsider, world.outsider, label="globex")
         globex.markers += [world.outsider.email, world.neighbour.name]
