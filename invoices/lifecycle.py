@@ -447,6 +447,17 @@ def _deletion_notice(organization: Organization, now: datetime) -> bool:
     return bool(claimed)
 
 
+def _purge(organization: Organization, now: datetime) -> LifecycleTransition | None:
+    """Purge, then end the seat subscription at the gateway (outside the purge's transaction):
+    a deleted organization is charged no more."""
+    from seats.services import seats_end_with_organization
+
+    transition = organization_purge(organization=organization, now=now)
+    if transition is not None:
+        seats_end_with_organization(actor=None, organization=organization)
+    return transition
+
+
 def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Hourly: the notices 7 days and 1 day before deletion, then the purge of organizations
     suspended for BILLING_RETENTION_PERIOD. Reads only suspended organizations (partial index)."""
@@ -464,7 +475,5 @@ def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     warned, failed_notices = _each(noticeable, lambda org: _deletion_notice(org, now))
     due = suspended.filter(suspended_at__lte=now - retention).order_by("suspended_at")
-    purged, failed = _each(
-        due[:SWEEP_BATCH], lambda org: organization_purge(organization=org, now=now)
-    )
+    purged, failed = _each(due[:SWEEP_BATCH], lambda org: _purge(org, now))
     return {"warned": warned, "purged": purged, "failed": failed + failed_notices}

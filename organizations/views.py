@@ -18,6 +18,7 @@ from organizations.forms import DeleteOrganizationForm, InviteForm, Organization
 from organizations.models import Membership
 from organizations.roles import MATRIX, Permission, Role, assignable_roles, invitable_roles
 from seats.exceptions import NoEmptySeat
+from seats.services import seats_end_with_organization
 
 
 def _user(request: HttpRequest) -> User:
@@ -284,6 +285,8 @@ def organization_delete(request: HttpRequest, org_id: UUID) -> HttpResponse:
     organization = membership.organization
     form = DeleteOrganizationForm(request.POST or None, organization_name=organization.name)
     if request.method == "POST" and form.is_valid():
+        # The gateway first (outside the delete's transaction): no charge follows deletion.
+        seats_end_with_organization(actor=_user(request), organization=organization)
         services.organization_delete(actor=_user(request), organization=organization)
         messages.success(request, f"{organization.name} is deleted.")
         return redirect("personal_profile")

@@ -751,12 +751,23 @@ def seats_cancel(*, actor: User, organization: Organization) -> SeatSubscription
     return _set_cancel(actor=actor, organization=organization, cancel=True)
 
 
+def seats_end_with_organization(*, actor: User | None, organization: Organization) -> None:
+    """An organization that is deleted (by its owner, or by the retention purge) is charged no
+    more: its seats end with the period already paid. Call it outside any transaction."""
+    subscription = seat_subscription(organization=organization)
+    if subscription is None or not subscription.is_live or subscription.cancel_at_period_end:
+        return
+    _set_cancel(actor=actor, organization=organization, cancel=True)
+
+
 def seats_resume(*, actor: User, organization: Organization) -> SeatSubscription:
     """Undo a cancellation before the period ends: renewals continue on the same date."""
     return _set_cancel(actor=actor, organization=organization, cancel=False)
 
 
-def _set_cancel(*, actor: User, organization: Organization, cancel: bool) -> SeatSubscription:
+def _set_cancel(
+    *, actor: User | None, organization: Organization, cancel: bool
+) -> SeatSubscription:
     gateway = get_gateway()
     with _seat_change_lock(organization.pk):
         row = live_seat_subscription(organization=organization)
