@@ -17,16 +17,16 @@ from django.utils import timezone
 from accounts.models import User
 from analytics.rollups import usage_rollup_add, usage_rollups_purge
 from credits.models import (
-    MICRODOLLARS_PER_CENT,
     ApiToken,
     CreditAccount,
     LedgerEntry,
     Purchase,
     UsageRecord,
 )
+from invoices.models import BillingProfile
 from invoices.services import billing_profile_for, gateway_customer_ensure
 from kilo_billing.notify import billing_contacts, email_after_commit
-from kilo_billing.payments.gateway import GatewayError, get_gateway
+from kilo_billing.payments.gateway import GatewayError, PaymentMethod, get_gateway
 from kilo_billing.payments.queue import enqueue_after_commit
 from organizations.models import Organization
 from organizations.services import audit_record
@@ -62,12 +62,17 @@ def account_for(
     return account
 
 
-def _holder(account: CreditAccount) -> dict[str, Any]:
-    return (
-        {"organization": account.organization}
-        if account.organization_id
-        else {"organization": None}
-    )
+def _money_contacts(account: CreditAccount) -> list[str]:
+    """Who hears about this account's money: the billing contacts, or the person."""
+    if account.organization:
+        return billing_contacts(account.organization)
+    return [account.user.email] if account.user else []
+
+
+def _billing_profile(account: CreditAccount) -> BillingProfile:
+    if account.organization:
+        return billing_profile_for(organization=account.organization)
+    return billing_profile_for(user=account.user)
 
 
 # The ledger
@@ -230,10 +235,6 @@ def _low_balance_alert(account: CreditAccount, balance: int) -> None:
     recipients = [
         line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()
     ]
-    if not recipients and account.organization:
-        recipients = billing_contacts(account.organization)
-    elif not recipients and account.user:
-        recipients = [account.user.email]
     email_after_commit(
         recipients=recipients,
         subject="Your Kilo Billing credit balance is low",
@@ -271,7 +272,7 @@ def credits_grant(
         )
         if created:
             audit_record(
-                **_holder(account),
+                organization=account.organization,
                 actor=actor,
                 action=f"credits.{kind}",
                 target=f"account {account.pk}",
@@ -328,12 +329,15 @@ def _purchase_metadata(purchase: Purchase) -> dict[str, str]:
 
 
 def _customer_id(account: CreditAccount) -> str:
-    profile = (
-        billing_profile_for(organization=account.organization)
-        if account.organization
-        else billing_profile_for(user=account.user)
-    )
-    return gateway_customer_ensure(profile)
+    return gateway_customer_ensure(_billing_profile(account))
+
+
+def saved_card(account: CreditAccount) -> PaymentMethod | None:
+    """The card a purchase would be charged to now, without creating a gateway customer."""
+    profile = _billing_profile(account)
+    if not profile.gateway_customer_id:
+        return None
+    return get_gateway().payment_method_default(customer_id=profile.gateway_customer_id)
 
 
 def _description(purchase: Purchase) -> str:
@@ -376,7 +380,7 @@ def credits_purchase(
         )
         Purchase.objects.filter(pk=purchase.pk).update(checkout_session_id=session.id)
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=actor,
             action="credits.checkout",
             target=f"purchase {purchase.pk}",
@@ -432,7 +436,7 @@ def _purchase_fail(purchase: Purchase, *, message: str, actor: User | None) -> N
             status=Purchase.Status.FAILED, failure_message=message[:300]
         )
         audit_record(
-            **_holder(purchase.account),
+            organization=purchase.account.organization,
             actor=actor,
             action=f"{purchase.kind}.failed",
             target=f"purchase {purchase.pk}",
@@ -470,7 +474,7 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
         if purchase.kind == Purchase.Kind.AUTO_TOPUP:
             CreditAccount.objects.filter(pk=account.pk).update(auto_topup_started_at=None)
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=purchase.created_by,
             action=f"{purchase.kind}.paid",
             target=f"purchase {purchase.pk}",
@@ -478,15 +482,8 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
             invoice=purchase.gateway_invoice_id,
         )
         account.refresh_from_db()
-        recipients = (
-            billing_contacts(account.organization)
-            if account.organization
-            else [account.user.email]
-            if account.user
-            else []
-        )
         email_after_commit(
-            recipients=recipients,
+            recipients=_money_contacts(account),
             subject=f"Receipt: ${purchase.amount_cents / 100:,.2f} of Kilo credits",
             template="emails/credits_receipt.txt",
             context={"purchase": purchase, "account": account},
@@ -561,21 +558,14 @@ def _auto_topup_disable(account: CreditAccount, reason: str) -> None:
             auto_topup_enabled=False, auto_topup_started_at=None, auto_topup_last_error=reason[:300]
         )
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=None,
             action="auto_topup.disabled",
             target=f"account {account.pk}",
             reason=reason,
         )
-        recipients = (
-            billing_contacts(account.organization)
-            if account.organization
-            else [account.user.email]
-            if account.user
-            else []
-        )
         email_after_commit(
-            recipients=recipients,
+            recipients=_money_contacts(account),
             subject="Auto top-up failed and is now off",
             template="emails/credits_auto_topup_failed.txt",
             context={"account": account, "reason": reason, "buy_url": buy_credits_url(account)},
@@ -615,7 +605,7 @@ def auto_topup_configure(
             auto_topup_last_error="",
         )
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=actor,
             action="auto_topup.configure",
             target=f"account {account.pk}",
@@ -637,7 +627,7 @@ def low_balance_configure(
             low_balance_alerted=threshold is not None and account.balance < threshold,
         )
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=actor,
             action="low_balance_alert.configure",
             target=f"account {account.pk}",
@@ -652,7 +642,7 @@ def member_daily_limit_set(*, actor: User, account: CreditAccount, limit: int | 
     with transaction.atomic():
         CreditAccount.objects.filter(pk=account.pk).update(member_daily_limit=limit)
         audit_record(
-            **_holder(account),
+            organization=account.organization,
             actor=actor,
             action="credits.member_daily_limit",
             target=f"account {account.pk}",
@@ -704,7 +694,3 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
-
-
-def cents_to_microdollars(cents: int) -> int:
-    return cents * MICRODOLLARS_PER_CENT

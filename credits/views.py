@@ -30,8 +30,6 @@ from credits.forms import (
 )
 from credits.models import CreditAccount
 from invoices.models import Invoice
-from invoices.services import billing_profile_for
-from kilo_billing.payments.gateway import get_gateway
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
@@ -79,17 +77,6 @@ def _scope(request: HttpRequest, org_id: UUID | None) -> Scope:
     return Scope(account, ORGANIZATION_RULES, membership, (str(org_id),), "org")
 
 
-def _saved_card(account: CreditAccount):  # type: ignore[no-untyped-def]
-    profile = (
-        billing_profile_for(organization=account.organization)
-        if account.organization
-        else billing_profile_for(user=account.user)
-    )
-    if not profile.gateway_customer_id:
-        return None
-    return get_gateway().payment_method_default(customer_id=profile.gateway_customer_id)
-
-
 def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
     account = scope.account
     can_limit = scope.membership is not None and allows(
@@ -128,7 +115,7 @@ def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
         )
         if can_limit
         else None,
-        "card": _saved_card(account),
+        "card": services.saved_card(account),
         "page": page,
         "recent_purchases": selectors.purchases(account=account)[:5],
     }
@@ -167,7 +154,7 @@ def _confirm_page(
         **scope.context,
         "form": form,
         "amount_cents": amount_cents,
-        "card": _saved_card(scope.account),
+        "card": services.saved_card(scope.account),
         "error": error,
     }
     return render(request, "credits/confirm.html", context, status=402 if error else 200)

@@ -62,9 +62,3 @@ def api_membership_for(*, user: "User", org_id: UUID | str) -> Membership | None
         .exclude(organization__billing_state=Organization.BillingState.DELETED)
         .first()
     )
-
-
-def require(membership: Membership, permission: Permission) -> None:
-    """A second check inside a page, for actions whose permission depends on the target."""
-    if not allows(membership.role, permission):
-        raise PermissionDenied

@@ -8,7 +8,7 @@ import calendar
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -522,7 +522,3 @@ def tick(*, limit: int = 10_000) -> int:
                 break
         done += 1
     return done
-
-
-def as_datetime(value: int) -> datetime:
-    return datetime.fromtimestamp(value, tz=UTC)
