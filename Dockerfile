@@ -10,4 +10,4 @@ RUN DEBUG=0 SECRET_KEY=build-only ALLOWED_HOSTS=build STRIPE_WEBHOOK_SECRET=buil
 RUN useradd --create-home kilo && chown -R kilo /app
 USER kilo
 EXPOSE 8000
-CMD ["gunicorn", "kilo_billing.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Development defaults; anything already in the environment wins.
 export DEBUG ?= 1
-export DJANGO_SETTINGS_MODULE ?= kilo_billing.settings
+export DJANGO_SETTINGS_MODULE ?= config.settings
 
 .PHONY: run test bootstrap services lint typecheck check bench clean
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from analytics.periods import Bucket
-from kilo_billing.templatetags.money import microdollars
+from billing.templatetags.money import microdollars
 
 # Okabe–Ito: told apart by people with the common colour-vision deficiencies. Grey is "Other".
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#b8a100")

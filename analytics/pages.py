@@ -9,7 +9,7 @@ from analytics.filters import DEFAULT_SORT, NO_PROJECT, Stack, Table, UsageFilte
 from analytics.periods import LABELS, PeriodKind
 from analytics.selectors import Line, Totals, UsageReport, UsageScope
 from analytics.templatetags.usage_money import dollars
-from kilo_billing.templatetags.money import microdollars
+from billing.templatetags.money import microdollars
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Mounted at the root of the site (kilo_billing/urls.py: `path("", include("analytics.urls"))`)."""
+"""Mounted at the root of the site (config/urls.py: `path("", include("analytics.urls"))`)."""
 
 from django.urls import path
 

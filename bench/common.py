@@ -37,7 +37,7 @@ BENCH_ENV = {
     "LOG_LEVEL": "WARNING",
 }
 # Development settings for set-up and for the in-process benchmarks (production ones need secrets).
-DEV_ENV = {**BENCH_ENV, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "kilo_billing.settings"}
+DEV_ENV = {**BENCH_ENV, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "config.settings"}
 
 # One model from the price catalogue that migrations load.
 PROVIDER = "anthropic"
@@ -93,11 +93,11 @@ def world_create(*, label: str, funds: int) -> World:
     from accounts.models import User
     from credits.services import account_for, api_token_create, ledger_credit
     from invoices.services import billing_profile_for, gateway_customer_ensure
-    from kilo_billing.payments.sandbox import engine
-    from kilo_billing.payments.sandbox.models import SandboxCustomer
     from organizations.models import Membership
     from organizations.roles import Role
     from organizations.services import organization_create
+    from payments.sandbox import engine
+    from payments.sandbox.models import SandboxCustomer
     from seats.models import SeatPlan
     from seats.selectors import member_has_seat
     from seats.services import seats_purchase

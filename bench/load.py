@@ -188,7 +188,7 @@ def _requests(job: Job) -> dict[str, Any]:
 
 
 def _webhook(job: Job, event_id: str) -> bytes:
-    from kilo_billing.payments.signing import signature_header
+    from payments.signing import signature_header
 
     body = json.dumps(
         {
@@ -336,7 +336,7 @@ def run(job: Job, *, processes: int, duration: float, server: usage_api.Server) 
 def _checks(
     world: common.World, key: str, measured: dict[str, Any], warm: dict[str, Any]
 ) -> dict[str, Any]:
-    from kilo_billing.payments.models import WebhookEvent
+    from payments.models import WebhookEvent
 
     check = common.ledger_check(world.account_id, key_prefix=key)
     made = measured["created"] + warm["created"]
@@ -458,8 +458,8 @@ def _report(  # noqa: PLR0917
         {
             "machine": machine,
             "server": {
-                "command": "gunicorn kilo_billing.wsgi",
-                "settings": "bench.settings (kilo_billing.settings, DEBUG=0)",
+                "command": "gunicorn config.wsgi",
+                "settings": "bench.settings (config.settings, DEBUG=0)",
                 "workers": args.gunicorn_workers,
                 "worker_class": "sync",
             },

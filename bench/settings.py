@@ -2,6 +2,6 @@
 same middleware, database and cache options, HTTPS redirect included: the load generator sends
 `X-Forwarded-Proto: https` as the TLS proxy would), plus one trivial view to compare against."""
 
-from kilo_billing.settings import *  # noqa: F403
+from config.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.urls"

@@ -1,6 +1,6 @@
 """`POST /api/usage` over HTTP against the production server setup.
 
-gunicorn (sync workers, as in the Dockerfile) serves `kilo_billing.wsgi` with DEBUG off on
+gunicorn (sync workers, as in the Dockerfile) serves `config.wsgi` with DEBUG off on
 127.0.0.1; 16 concurrent clients post usage with unique request_ids, with the API token of a
 member who holds a seat in a funded organization, for a fixed time. Beside it, in the same run and
 from the same server, the cheapest JSON view (`POST /bench/ping`, bench/urls.py) as a yardstick;
@@ -309,7 +309,7 @@ class Server:
         }
         command = [
             str(Path(common.PYTHON).parent / "gunicorn"),
-            "kilo_billing.wsgi",
+            "config.wsgi",
             "--bind",
             f"{HOST}:{self.port}",
             "--workers",
@@ -530,8 +530,8 @@ def _report(  # noqa: PLR0917
         {
             "machine": machine,
             "server": {
-                "command": "gunicorn kilo_billing.wsgi",
-                "settings": "bench.settings (kilo_billing.settings, DEBUG=0, + /bench/ping)",
+                "command": "gunicorn config.wsgi",
+                "settings": "bench.settings (config.settings, DEBUG=0, + /bench/ping)",
                 "workers": args.gunicorn_workers,
                 "worker_class": "sync",
             },

@@ -330,7 +330,7 @@ def __getattr__(name: str) -> Any:
     in front (the same as the project's once `org_usage` points at them)."""
     if name == "urlpatterns":
         from analytics.urls import urlpatterns as analytics_urlpatterns
-        from kilo_billing.urls import urlpatterns as project_urlpatterns
+        from config.urls import urlpatterns as project_urlpatterns
 
         return [*analytics_urlpatterns, *project_urlpatterns]
     raise AttributeError(name)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from analytics.rollups import usage_rollup_add, usage_rollups_purge
+from billing.notify import billing_contacts, email_after_commit
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -25,11 +26,10 @@ from credits.models import (
 )
 from invoices.models import BillingProfile
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.notify import billing_contacts, email_after_commit
-from kilo_billing.payments.gateway import GatewayError, PaymentMethod, get_gateway
-from kilo_billing.payments.queue import enqueue_after_commit
 from organizations.models import Organization
 from organizations.services import audit_record
+from payments.gateway import GatewayError, PaymentMethod, get_gateway
+from payments.queue import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
 

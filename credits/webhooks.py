@@ -2,9 +2,9 @@
 
 from credits.models import Purchase
 from credits.services import purchase_mark_paid
-from kilo_billing.payments.dispatch import handles
-from kilo_billing.payments.gateway import get_gateway, parse_checkout_session, parse_invoice
-from kilo_billing.payments.models import WebhookEvent
+from payments.dispatch import handles
+from payments.gateway import get_gateway, parse_checkout_session, parse_invoice
+from payments.models import WebhookEvent
 
 PURCHASE_KINDS = {Purchase.Kind.CREDIT_PURCHASE, Purchase.Kind.AUTO_TOPUP}
 

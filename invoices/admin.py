@@ -14,7 +14,7 @@ from invoices import lifecycle, services
 from invoices.exceptions import LifecycleError
 from invoices.forms import ExtendGraceForm, LifecycleReasonForm
 from invoices.models import BillingProfile, Invoice, LifecycleTransition, OrganizationLifecycle
-from kilo_billing.payments.gateway import GatewayError
+from payments.gateway import GatewayError
 
 
 class ReadOnlyMixin:

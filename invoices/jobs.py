@@ -4,7 +4,7 @@ tasks call. Other apps append theirs here (auto top-up, reconciliation)."""
 from collections.abc import Callable
 
 from invoices import lifecycle
-from kilo_billing.payments.dispatch import webhook_events_retry
+from payments.dispatch import webhook_events_retry
 
 Job = tuple[str, Callable[[], object]]
 

@@ -21,10 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from billing.notify import billing_contacts, email_after_commit, email_billing_contacts
 from invoices import selectors
 from invoices.exceptions import LifecycleError
 from invoices.models import Invoice, LifecycleTransition
-from kilo_billing.notify import billing_contacts, email_after_commit, email_billing_contacts
 from organizations.models import Invitation, Membership, Organization
 from organizations.services import audit_record
 
@@ -52,7 +52,7 @@ def billing_now() -> datetime:
     Stripe it is the wall clock."""
     if settings.STRIPE_SECRET_KEY:
         return timezone.now()
-    from kilo_billing.payments.sandbox import engine
+    from payments.sandbox import engine
 
     return engine.now()
 

@@ -13,16 +13,16 @@ from accounts.models import User
 from invoices import lifecycle, selectors
 from invoices.exceptions import NothingToPay
 from invoices.models import BillingProfile, Invoice
-from kilo_billing.payments import gateway
-from kilo_billing.payments.gateway import (
+from organizations.models import Organization, Role
+from organizations.services import audit_record
+from payments import gateway
+from payments.gateway import (
     Address,
     CardError,
     CustomerDetails,
     GatewayError,
     get_gateway,
 )
-from organizations.models import Organization, Role
-from organizations.services import audit_record
 
 logger = logging.getLogger(__name__)
 

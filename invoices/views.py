@@ -20,10 +20,10 @@ from invoices import selectors, services
 from invoices.exceptions import NothingToPay
 from invoices.forms import BillingDetailsForm, InvoiceFilterForm, PayNowForm
 from invoices.models import Invoice
-from kilo_billing.payments.gateway import GatewayError, PaymentMethod
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission
+from payments.gateway import GatewayError, PaymentMethod
 
 PAGE_SIZE = 25
 

@@ -1,8 +1,8 @@
 """invoice.* events: keep the local copy of each invoice current (and let the lifecycle react)."""
 
-from kilo_billing.payments.dispatch import handles
-from kilo_billing.payments.gateway import parse_invoice
-from kilo_billing.payments.models import WebhookEvent
+from payments.dispatch import handles
+from payments.gateway import parse_invoice
+from payments.models import WebhookEvent
 
 
 @handles(

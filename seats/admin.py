@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from kilo_billing.payments.gateway import GatewayError
+from payments.gateway import GatewayError
 from seats.models import SeatChange, SeatPlan, SeatReceipt, SeatSubscription
 from seats.services import seat_subscription_refresh
 

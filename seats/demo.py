@@ -3,9 +3,9 @@
 import logging
 
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.gateway import get_gateway
 from organizations.models import Membership, Organization
 from organizations.roles import Role
+from payments.gateway import get_gateway
 from seats.models import SeatChange, SeatPlan, SeatSubscription
 from seats.plans import seat_plans_ensure
 from seats.selectors import occupied_seat_count
@@ -37,8 +37,8 @@ def seed_demo_seats(*, organization: Organization) -> None:
         if gateway.name != "sandbox":
             logger.warning("demo seats skipped: %s has no saved card", organization.name)
             return
-        from kilo_billing.payments.sandbox import engine
-        from kilo_billing.payments.sandbox.models import SandboxCustomer
+        from payments.sandbox import engine
+        from payments.sandbox.models import SandboxCustomer
 
         engine.payment_method_attach(
             customer=SandboxCustomer.objects.get(pk=customer_id),

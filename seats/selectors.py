@@ -12,8 +12,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from invoices.models import BillingProfile
-from kilo_billing.payments.gateway import PaymentMethod, get_gateway
 from organizations.models import Invitation, Membership, Organization
+from payments.gateway import PaymentMethod, get_gateway
 from seats.exceptions import NoSeatSubscription, SeatError
 from seats.models import MAX_SEATS, SEAT_ROLES, SeatChange, SeatPlan, SeatSubscription
 
@@ -22,7 +22,7 @@ def gateway_now() -> datetime:
     """The gateway's clock: real time for Stripe, the movable sandbox clock otherwise (so that a
     demo moved forward with `sandbox_advance` prorates against its own periods)."""
     if get_gateway().name == "sandbox":
-        from kilo_billing.payments.sandbox import engine
+        from payments.sandbox import engine
 
         return engine.now()
     return timezone.now().replace(microsecond=0)

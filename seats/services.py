@@ -28,18 +28,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from billing.notify import email_billing_contacts
+from billing.templatetags.money import cents
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.notify import email_billing_contacts
-from kilo_billing.payments.gateway import (
+from organizations.models import Organization
+from organizations.services import audit_record
+from payments.gateway import (
     CardError,
     GatewayError,
     Invoice,
     Subscription,
     get_gateway,
 )
-from kilo_billing.templatetags.money import cents
-from organizations.models import Organization
-from organizations.services import audit_record
 from seats.exceptions import NoSeatSubscription, PaymentFailed, SeatError, SeatsInUse, StalePreview
 from seats.models import MAX_SEATS, SeatChange, SeatPlan, SeatReceipt, SeatSubscription
 from seats.selectors import (

@@ -13,11 +13,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from accounts.models import User
-from kilo_billing.payments.gateway import GatewayError
-from kilo_billing.templatetags.money import cents
+from billing.templatetags.money import cents
 from organizations.access import membership_for
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, allows, permission_to_manage
+from payments.gateway import GatewayError
 from seats import selectors, services
 from seats.exceptions import PaymentFailed, SeatError, SeatsInUse, StalePreview
 from seats.forms import (

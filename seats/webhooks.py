@@ -2,9 +2,9 @@
 source of truth) instead of trusting the event's copy, so that events may arrive twice and in any
 order: an old event only triggers a fresh read of the newest state."""
 
-from kilo_billing.payments.dispatch import handles
-from kilo_billing.payments.gateway import parse_checkout_session, parse_invoice, parse_subscription
-from kilo_billing.payments.models import WebhookEvent
+from payments.dispatch import handles
+from payments.gateway import parse_checkout_session, parse_invoice, parse_subscription
+from payments.models import WebhookEvent
 from seats import services
 
 

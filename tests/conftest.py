@@ -9,13 +9,13 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import User
-from kilo_billing.celery import app as celery_app
-from kilo_billing.payments import dispatch
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox import delivery
-from kilo_billing.payments.sandbox.models import SandboxEvent
+from config.celery import app as celery_app
 from organizations.models import Organization
 from organizations.roles import Role
+from payments import dispatch
+from payments.models import WebhookEvent
+from payments.sandbox import delivery
+from payments.sandbox.models import SandboxEvent
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 

@@ -1,6 +1,6 @@
 from django import template
 
-from kilo_billing.templatetags.money import cents, microdollars
+from billing.templatetags.money import cents, microdollars
 
 register = template.Library()
 

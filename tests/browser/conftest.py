@@ -28,8 +28,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from kilo_billing.celery import app as celery_app
-from kilo_billing.payments.sandbox import delivery
+from config.celery import app as celery_app
+from payments.sandbox import delivery
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, settle, wait_until
 
 REAL_POST = delivery.post  # captured at import, before tests/conftest.py swaps it per test
@@ -74,7 +74,7 @@ def celery_worker(
     request.config.stash[WORKER_LOG] = log_path
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "kilo_billing.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "1",
         "DATABASE_URL": _database_url(connection.settings_dict),
         "CONN_MAX_AGE": "0",  # no idle connection left on the test database between tasks

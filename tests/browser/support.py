@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import pytest
 
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox.models import SandboxEvent
+from payments.models import WebhookEvent
+from payments.sandbox.models import SandboxEvent
 
 T = TypeVar("T")
 

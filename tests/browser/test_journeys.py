@@ -19,17 +19,17 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from billing.templatetags.money import cents
 from credits.pricing import prices_load
 from credits.services import account_for, api_token_create, credits_purchase
 from invoices.models import Invoice
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.engine import Card
-from kilo_billing.payments.sandbox.models import SandboxCustomer
-from kilo_billing.templatetags.money import cents
 from organizations.models import Membership, Organization
 from organizations.roles import Role
 from organizations.services import invitation_create, organization_create
+from payments.sandbox import engine
+from payments.sandbox.engine import Card
+from payments.sandbox.models import SandboxCustomer
 from seats.models import SeatPlan, SeatSubscription
 from seats.services import seats_purchase
 from tests.browser.support import requires_chromium, settle

@@ -4,7 +4,7 @@ from the queue that the tests chose (KB_BROWSER_QUEUE), so that no other worker 
 
 import os
 
-from kilo_billing.celery import app
+from config.celery import app
 
 app.conf.task_default_queue = os.environ["KB_BROWSER_QUEUE"]
 

@@ -3,9 +3,9 @@ import pytest
 from credits.models import CreditAccount
 from credits.services import account_for, ledger_credit
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.models import SandboxCustomer
 from organizations.models import Organization
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxCustomer
 from seats.models import SeatPlan
 from seats.services import seats_purchase
 from tests.conftest import World

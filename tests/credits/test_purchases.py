@@ -8,10 +8,10 @@ from django.urls import reverse
 from credits.models import CreditAccount, LedgerEntry, Purchase
 from credits.services import account_for
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.models import SandboxCustomer, SandboxEvent
 from organizations.models import AuditEvent
+from payments.models import WebhookEvent
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxCustomer, SandboxEvent
 from tests.conftest import World, client_for, settle
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
 
@@ -60,7 +60,7 @@ def test_the_webhook_delivered_twice_credits_nothing_more(world: World) -> None:
     settle()
     paid = WebhookEvent.objects.get(type="invoice.paid")
     assert paid.status == "processed"
-    from kilo_billing.payments import dispatch
+    from payments import dispatch
 
     dispatch.webhook_event_replay(event=paid)
     account = account_for(organization=world.org)

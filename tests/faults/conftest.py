@@ -24,8 +24,8 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test import Client
 
-from kilo_billing.celery import app as celery_app
-from kilo_billing.payments.signing import signature_header
+from config.celery import app as celery_app
+from payments.signing import signature_header
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL = 0.05  # seconds between two looks at something we wait for

@@ -16,7 +16,7 @@ from django.test import Client
 
 from credits.models import CreditAccount, LedgerEntry, Purchase, UsageRecord
 from credits.services import account_for, api_token_create, credits_purchase
-from kilo_billing.payments.sandbox import delivery
+from payments.sandbox import delivery
 from tests.conftest import World, settle
 from tests.credits.conftest import fund, seat_everyone
 

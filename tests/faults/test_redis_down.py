@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from credits.models import CreditAccount, LedgerEntry
 from credits.services import account_for, api_token_create
-from kilo_billing.payments import tasks
-from kilo_billing.payments.models import WebhookEvent
 from organizations.models import AuditEvent
+from payments import tasks
+from payments.models import WebhookEvent
 from tests.conftest import World, client_for
 from tests.credits.conftest import fund, seat_everyone
 from tests.factories import PASSWORD

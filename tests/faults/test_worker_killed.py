@@ -5,9 +5,9 @@ ran (acks_late), so the event stays owed and the next worker processes it, exact
 import pytest
 from django.db import OperationalError, transaction
 
-from kilo_billing.payments import tasks
-from kilo_billing.payments.models import WebhookEvent
 from organizations.models import AuditEvent
+from payments import tasks
+from payments.models import WebhookEvent
 from tests.faults.conftest import (
     RedisServer,
     Workers,

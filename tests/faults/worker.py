@@ -14,14 +14,14 @@ from pathlib import Path
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kilo_billing.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from kilo_billing.celery import app  # noqa: E402
-from kilo_billing.payments import dispatch  # noqa: E402
-from kilo_billing.payments.models import WebhookEvent  # noqa: E402
-from kilo_billing.payments.sandbox import delivery  # noqa: E402
+from config.celery import app  # noqa: E402
 from organizations.models import AuditEvent  # noqa: E402
+from payments import dispatch  # noqa: E402
+from payments.models import WebhookEvent  # noqa: E402
+from payments.sandbox import delivery  # noqa: E402
 
 PROCESSED = "test.faults.processed"
 

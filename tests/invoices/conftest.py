@@ -10,12 +10,12 @@ import pytest
 from django.core import mail
 
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.gateway import Subscription
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.engine import Card
-from kilo_billing.payments.sandbox.gateway import SandboxGateway
-from kilo_billing.payments.sandbox.models import SandboxCustomer
 from organizations.models import Organization
+from payments.gateway import Subscription
+from payments.sandbox import engine
+from payments.sandbox.engine import Card
+from payments.sandbox.gateway import SandboxGateway
+from payments.sandbox.models import SandboxCustomer
 from tests.conftest import settle
 from tests.payments.sandbox_helpers import GOOD
 
@@ -29,7 +29,7 @@ gateway = SandboxGateway()
 
 @pytest.fixture(autouse=True)
 def _lifecycle_banners(settings: Any) -> None:
-    """The banner's context processor, as kilo_billing.settings lists it once it is added."""
+    """The banner's context processor, as config.settings lists it once it is added."""
     templates = copy.deepcopy(settings.TEMPLATES)
     processors = templates[0]["OPTIONS"]["context_processors"]
     if CONTEXT_PROCESSOR not in processors:

@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from invoices import lifecycle
 from invoices.models import Invoice, LifecycleTransition
-from kilo_billing.payments.sandbox import engine
 from organizations.access import api_membership_for
 from organizations.models import AuditEvent, Invitation, Membership, Organization
+from payments.sandbox import engine
 from tests.conftest import World, client_for
 from tests.factories import InvitationFactory
 from tests.invoices.conftest import T0, Step, card_use, customer_of, subjects, subscribe

@@ -18,8 +18,8 @@ from django.utils import timezone
 from invoices import jobs, lifecycle, tasks
 from invoices.exceptions import LifecycleError
 from invoices.models import Invoice, LifecycleTransition
-from kilo_billing.payments.sandbox import engine
 from organizations.models import AuditEvent, Organization
+from payments.sandbox import engine
 from tests.conftest import World
 from tests.invoices.conftest import T0, Step, card_use, customer_of, subjects, subscribe
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD

@@ -13,13 +13,13 @@ from django.urls import reverse
 
 from invoices.models import Invoice, LifecycleTransition
 from invoices.services import billing_profile_for, invoice_kind, invoice_sync
-from kilo_billing.payments import dispatch
-from kilo_billing.payments.gateway import CardError, parse_invoice
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox import engine, objects
-from kilo_billing.payments.sandbox.models import SandboxEvent, SandboxInvoice
-from kilo_billing.payments.signing import signature_header
 from organizations.models import Organization
+from payments import dispatch
+from payments.gateway import CardError, parse_invoice
+from payments.models import WebhookEvent
+from payments.sandbox import engine, objects
+from payments.sandbox.models import SandboxEvent, SandboxInvoice
+from payments.signing import signature_header
 from tests.conftest import World, settle
 from tests.factories import UserFactory
 from tests.invoices.conftest import T0, Step, card_use, customer_of, gateway, subjects, subscribe

@@ -14,9 +14,9 @@ from django.utils import timezone
 from invoices import lifecycle
 from invoices.models import BillingProfile, Invoice
 from invoices.services import billing_profile_for
-from kilo_billing.payments.sandbox.models import SandboxCustomer
 from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
+from payments.sandbox.models import SandboxCustomer
 from tests.conftest import World, client_for
 from tests.invoices.conftest import Step, card_use, customer_of, subscribe
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
@@ -339,8 +339,8 @@ def in_grace(world: World, step: Step) -> SandboxCustomer:
     step(lambda: subscribe(customer, world.org))
     card_use(customer, FAILS_ON_CHARGE)
     renewal = Invoice.objects.get()
-    from kilo_billing.payments.sandbox import engine
-    from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
+    from payments.sandbox import engine
+    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 
     subscription = SandboxSubscription.objects.get()
     step(lambda: engine.subscription_renew(subscription))

@@ -1,8 +1,8 @@
-from kilo_billing.payments.gateway import CustomerDetails, Subscription
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.engine import Card
-from kilo_billing.payments.sandbox.gateway import SandboxGateway
-from kilo_billing.payments.sandbox.models import SandboxCustomer
+from payments.gateway import CustomerDetails, Subscription
+from payments.sandbox import engine
+from payments.sandbox.engine import Card
+from payments.sandbox.gateway import SandboxGateway
+from payments.sandbox.models import SandboxCustomer
 
 GOOD = Card(number="4242 4242 4242 4242", exp_month=12, exp_year=2040, cvc="123")
 FAILS_ON_CHARGE = Card(number="4000 0000 0000 0341", exp_month=12, exp_year=2040, cvc="123")

@@ -6,11 +6,11 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from kilo_billing.payments.gateway import CardError, CustomerDetails, GatewayError
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox import delivery, engine
-from kilo_billing.payments.sandbox.gateway import SandboxGateway
-from kilo_billing.payments.sandbox.models import (
+from payments.gateway import CardError, CustomerDetails, GatewayError
+from payments.models import WebhookEvent
+from payments.sandbox import delivery, engine
+from payments.sandbox.gateway import SandboxGateway
+from payments.sandbox.models import (
     SandboxEvent,
     SandboxInvoice,
     SandboxSubscription,

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import stripe
 
-from kilo_billing.payments.gateway import (
+from payments.gateway import (
     Address,
     CardError,
     CheckoutSession,
@@ -30,7 +30,7 @@ from kilo_billing.payments.gateway import (
     ProrationPreview,
     Subscription,
 )
-from kilo_billing.payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
+from payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
 
 # Fake HTTP boundary
 

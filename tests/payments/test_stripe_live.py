@@ -17,7 +17,7 @@ import pytest
 import stripe
 import stripe.test_helpers
 
-from kilo_billing.payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
+from payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
 
 SECRET_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
 

@@ -11,11 +11,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from kilo_billing.payments import dispatch, tasks
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.queue import enqueue_after_commit
-from kilo_billing.payments.signing import signature_header
 from organizations.models import AuditEvent
+from payments import dispatch, tasks
+from payments.models import WebhookEvent
+from payments.queue import enqueue_after_commit
+from payments.signing import signature_header
 from tests.factories import UserFactory
 
 SECRET = "whsec_test_secret"

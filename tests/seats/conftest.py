@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from invoices.services import billing_profile_for, gateway_customer_ensure
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.engine import Card
-from kilo_billing.payments.sandbox.models import SandboxCustomer
 from organizations.models import Organization
+from payments.sandbox import engine
+from payments.sandbox.engine import Card
+from payments.sandbox.models import SandboxCustomer
 from seats import services
 from seats.models import SeatPlan, SeatSubscription
 from tests.payments.sandbox_helpers import GOOD

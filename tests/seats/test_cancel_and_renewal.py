@@ -7,12 +7,12 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from organizations import services as team
 from organizations.exceptions import InvitationUnusable
 from organizations.models import AuditEvent, Membership
 from organizations.roles import Role
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats import selectors
 from seats.exceptions import NoEmptySeat
 from seats.models import SeatReceipt, SeatSubscription

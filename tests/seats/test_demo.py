@@ -7,8 +7,8 @@ from datetime import timedelta
 import time_machine
 from django.urls import reverse
 
-from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from organizations.models import Invitation
+from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats import selectors
 from seats.demo import DEMO_EMPTY_SEATS, seed_demo_seats
 from seats.models import SeatSubscription

@@ -6,9 +6,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from invoices import lifecycle
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.models import SandboxSubscription
 from organizations.models import Organization
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxSubscription
 from tests.conftest import World, client_for
 from tests.seats.conftest import buy
 

@@ -4,7 +4,7 @@ purchases while running subscriptions keep theirs. Staff can resync a subscripti
 import pytest
 from django.urls import reverse
 
-from kilo_billing.payments.sandbox.models import SandboxPrice, SandboxSubscription
+from payments.sandbox.models import SandboxPrice, SandboxSubscription
 from seats import services
 from seats.models import SeatPlan, SeatSubscription
 from tests.conftest import World, client_for

@@ -6,9 +6,9 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from kilo_billing.payments.sandbox import services as sandbox_services
-from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from organizations.models import AuditEvent
+from payments.sandbox import services as sandbox_services
+from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats.models import SeatChange, SeatReceipt, SeatSubscription
 from tests.conftest import World, client_for, settle
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
@@ -163,7 +163,7 @@ def test_a_return_with_another_organizations_session_changes_nothing(world: Worl
 
 @pytest.mark.parametrize("plan", ["teams", "enterprise"])
 def test_plans_become_gateway_prices_on_first_use(world: World, plan: str) -> None:
-    from kilo_billing.payments.sandbox.models import SandboxPrice
+    from payments.sandbox.models import SandboxPrice
 
     save_card(world.org)
     confirm(world, plan=plan)

@@ -9,11 +9,11 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
-from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from organizations import services as team
 from organizations.exceptions import InvitationUnusable
 from organizations.models import Invitation, Membership
 from organizations.roles import Role
+from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats import selectors, services
 from seats.exceptions import NoEmptySeat, SeatsInUse
 from seats.models import SeatSubscription

@@ -9,10 +9,10 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from kilo_billing.payments.sandbox import engine
-from kilo_billing.payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from organizations.models import AuditEvent
 from organizations.roles import Role
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats import services
 from seats.exceptions import SeatError, SeatsInUse
 from seats.models import SeatChange, SeatSubscription

@@ -9,13 +9,13 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from kilo_billing.payments import dispatch
-from kilo_billing.payments.models import WebhookEvent
-from kilo_billing.payments.sandbox import delivery
-from kilo_billing.payments.sandbox import services as sandbox_services
-from kilo_billing.payments.sandbox.models import SandboxEvent
-from kilo_billing.payments.signing import signature_header
 from organizations.models import AuditEvent
+from payments import dispatch
+from payments.models import WebhookEvent
+from payments.sandbox import delivery
+from payments.sandbox import services as sandbox_services
+from payments.sandbox.models import SandboxEvent
+from payments.signing import signature_header
 from seats.models import SeatChange, SeatReceipt, SeatSubscription
 from tests.conftest import World, client_for, settle
 from tests.payments.sandbox_helpers import GOOD, customer, seats
@@ -83,7 +83,7 @@ def test_subscriptions_that_are_not_seats_are_ignored(world: World) -> None:
 
 
 def test_a_change_made_at_the_gateway_is_mirrored(world: World) -> None:
-    from kilo_billing.payments.gateway import get_gateway
+    from payments.gateway import get_gateway
 
     buy(world.org, world.owner, seats=5)
     subscription = SeatSubscription.objects.get(organization=world.org)
@@ -103,7 +103,7 @@ def test_an_expired_checkout_fails_its_purchase(world: World) -> None:
 
     import time_machine
 
-    from kilo_billing.payments.sandbox import engine
+    from payments.sandbox import engine
 
     client_for(world.owner).post(
         reverse("org_seats_buy", args=[world.org.pk]),

@@ -20,9 +20,9 @@ from analytics.models import DailyUsage, UsageSettings
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
 from credits.services import account_for, api_token_create, credits_purchase, usage_record
 from invoices.models import BillingProfile, Invoice, LifecycleTransition
-from kilo_billing.payments.sandbox import delivery
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role
+from payments.sandbox import delivery
 from seats.models import SeatChange, SeatPlan, SeatSubscription
 from tests.conftest import World, post_through_the_test_client, settle, world_create
 from tests.credits.conftest import fund, seat_everyone

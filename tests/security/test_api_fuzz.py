@@ -18,9 +18,9 @@ from django.db.models import Sum
 from django.test import Client
 from hypothesis import HealthCheck, settings
 
+from config.wsgi import application
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
 from credits.services import account_for, api_token_create
-from kilo_billing.wsgi import application
 from tests.conftest import World
 from tests.credits.conftest import fund, seat_everyone
 

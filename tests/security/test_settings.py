@@ -1,6 +1,6 @@
 """Security settings as production runs them, and the content security policy as the pages
 actually meet it. (`check --deploy` and the refusal to start without secrets are in
-tests/kilo_billing/test_health.py; the log-in limiter's basic case and the short-password case
+tests/config/test_health.py; the log-in limiter's basic case and the short-password case
 in tests/accounts.)"""
 
 import json

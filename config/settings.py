@@ -1,0 +1,228 @@
+"""Settings, all from the environment (README lists every variable).
+
+Development defaults apply only with DEBUG on; with DEBUG off the secrets have no default and the
+process refuses to start without them.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.dateparse import parse_duration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+def env_duration(name: str, default: timedelta) -> timedelta:
+    """A duration: "3d", "72h", "90m", "45s", plain seconds, or ISO 8601 ("P3D")."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    try:
+        if raw[-1] in units and raw[:-1].replace(".", "", 1).isdigit():
+            return timedelta(**{units[raw[-1]]: float(raw[:-1])})
+        if raw.replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(raw))
+    except OverflowError:
+        pass
+    parsed = parse_duration(raw)
+    if parsed is None or parsed <= timedelta(0):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a duration such as 3d, 72h or P3D.")
+    return parsed
+
+
+DEBUG = env.bool("DEBUG", default=False)
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-secret-key-change-me")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+    if not SECRET_KEY or not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "DEBUG is off: set SECRET_KEY and ALLOWED_HOSTS (or DEBUG=1 for development)."
+        )
+
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "billing",
+    "payments.apps.PaymentsConfig",
+    "accounts",
+    "organizations",
+    "seats",
+    "credits",
+    "invoices",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "config.security.ContentSecurityPolicy",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "credits.middleware.ApiBodyLimit",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "organizations.context_processors.profiles",
+                "invoices.context_processors.billing_lifecycle",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///kilo_billing")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Short timeouts: Redis holds only the cache, rate limits and the Celery queue, so a Redis outage
+# must degrade those, not hang the dashboard.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "kb",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+# Sessions live in the database so that the dashboard keeps working while Redis is down.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# Failed logins allowed per (email, client address) within the window, then refused until it ends.
+LOGIN_ATTEMPTS_LIMIT = env.int("LOGIN_ATTEMPTS_LIMIT", default=5)
+LOGIN_ATTEMPTS_WINDOW = timedelta(minutes=15)
+
+INVITATION_VALID_FOR = timedelta(days=7)
+
+# Requests per minute per API token; over it the API answers 429 with Retry-After.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kilo Billing <billing@localhost>")
+
+# Payments: Stripe when a secret key is set, the local sandbox otherwise.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str(
+    "STRIPE_WEBHOOK_SECRET", default="whsec_sandbox_dev_only" if DEBUG else ""
+)
+if not DEBUG and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("DEBUG is off: set STRIPE_WEBHOOK_SECRET.")
+
+# The failed-payment lifecycle.
+BILLING_GRACE_PERIOD = env_duration("BILLING_GRACE_PERIOD", timedelta(days=3))
+BILLING_RETENTION_PERIOD = env_duration("BILLING_RETENTION_PERIOD", timedelta(days=30))
+BILLING_FAILED_ATTEMPTS_BEFORE_GRACE = env.int("BILLING_FAILED_ATTEMPTS_BEFORE_GRACE", default=2)
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY = False
+# With Redis down, queueing fails at once (the sweeps pick the work up later) instead of holding
+# the request while kombu retries the connection.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "webhook-retry": {"task": "payments.tasks.webhook_events_retry", "schedule": 300},
+    "sandbox-tick": {"task": "payments.sandbox.tasks.sandbox_tick", "schedule": 60},
+    "dunning-sweep": {"task": "invoices.tasks.dunning_sweep", "schedule": 300},
+    "retention-sweep": {"task": "invoices.tasks.retention_sweep", "schedule": 3600},
+    "auto-top-up": {"task": "credits.tasks.auto_topup_sweep", "schedule": 300},
+    "reconciliation": {"task": "credits.tasks.reconciliation", "schedule": 86400},
+    "seat-resync": {"task": "seats.tasks.seat_subscriptions_resync", "schedule": 86400},
+    "sandbox-redeliver": {
+        "task": "payments.sandbox.tasks.sandbox_events_redeliver",
+        "schedule": 60,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# Production hardening; all of it is inert on plain http://127.0.0.1 with DEBUG on.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = not DEBUG
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else 60 * 60 * 24 * 365
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])

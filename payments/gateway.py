@@ -1,0 +1,454 @@
+"""BillingGateway: the only code that talks to a payment provider.
+
+Two implementations: `StripeGateway` (the official library) and `SandboxGateway` (local, database
+backed, Stripe's semantics). Both speak in Stripe-shaped dicts underneath; the parsers in this
+module turn those into the small typed records the product uses, so that webhook handlers and
+gateway answers read the same fields the same way.
+
+Amounts are integer cents, times are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+
+PLAN_INTERVAL = "month"
+
+
+class GatewayError(Exception):
+    """The provider could not do what was asked (not a card problem)."""
+
+
+class CardError(GatewayError):
+    """The card was declined or could not be charged. `message` is fit to show to the user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "card_declined",
+        decline_code: str = "",
+        invoice_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.invoice_id = invoice_id
+
+
+@dataclass(frozen=True)
+class Address:
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    postal_code: str = ""
+    state: str = ""
+    country: str = ""
+
+    def as_stripe(self) -> dict[str, str]:
+        return {
+            "line1": self.line1,
+            "line2": self.line2,
+            "city": self.city,
+            "postal_code": self.postal_code,
+            "state": self.state,
+            "country": self.country,
+        }
+
+
+@dataclass(frozen=True)
+class CustomerDetails:
+    """What appears on invoices: the company, its billing email, address and tax ID."""
+
+    name: str
+    email: str
+    address: Address | None = None
+    tax_id: str = ""
+    tax_id_type: str = "eu_vat"
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    description: str
+    amount: int
+    quantity: int
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    number: str
+    customer: str
+    status: str  # draft, open, paid, void, uncollectible
+    billing_reason: str
+    amount_due: int
+    amount_paid: int
+    amount_remaining: int
+    currency: str
+    attempt_count: int
+    next_payment_attempt: datetime | None
+    period_start: datetime | None
+    period_end: datetime | None
+    lines: tuple[InvoiceLine, ...]
+    hosted_invoice_url: str
+    invoice_pdf: str
+    subscription: str
+    metadata: dict[str, str]
+    created: datetime
+    paid_at: datetime | None
+
+    @property
+    def paid(self) -> bool:
+        return self.status == "paid"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    customer: str
+    status: str  # incomplete, active, past_due, unpaid, canceled, incomplete_expired
+    price: str
+    unit_amount: int
+    quantity: int
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool
+    pending_quantity: int | None
+    latest_invoice: str
+    metadata: dict[str, str]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+    status: str  # open, complete, expired
+    mode: str  # payment, subscription
+    payment_status: str  # paid, unpaid, no_payment_required
+    customer: str
+    subscription: str
+    invoice: str
+    payment_intent: str
+    amount_total: int
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ProrationPreview:
+    """What a quantity change would charge now, and the recurring amount from the next period."""
+
+    amount_due: int
+    proration_date: datetime
+    lines: tuple[InvoiceLine, ...]
+    next_period_amount: int
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    subscription: Subscription
+    invoice: Invoice | None  # None for decreases (no proration, no invoice)
+
+
+@dataclass(frozen=True)
+class Price:
+    id: str
+    unit_amount: int
+    currency: str
+    interval: str
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A one-off purchase as an invoice paid with the saved card."""
+
+    invoice: Invoice
+    failure: CardError | None = field(default=None)
+
+    @property
+    def paid(self) -> bool:
+        return self.invoice.paid
+
+
+class BillingGateway(abc.ABC):
+    """Every operation that moves money takes an idempotency key: the same key, the same result."""
+
+    name: str
+
+    # Customers and payment methods
+    @abc.abstractmethod
+    def customer_create(
+        self, *, details: CustomerDetails, metadata: dict[str, str], idempotency_key: str
+    ) -> str: ...
+
+    @abc.abstractmethod
+    def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None: ...
+
+    @abc.abstractmethod
+    def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None: ...
+
+    @abc.abstractmethod
+    def payment_method_update_url(self, *, customer_id: str, return_url: str) -> str:
+        """Where the customer replaces the saved card (Customer Portal / the sandbox page)."""
+
+    @abc.abstractmethod
+    def billing_portal_url(self, *, customer_id: str, return_url: str) -> str: ...
+
+    # Prices
+    @abc.abstractmethod
+    def price_ensure(
+        self, *, lookup_key: str, product_name: str, unit_amount: int, currency: str = "usd"
+    ) -> Price:
+        """The monthly recurring price with this lookup key, created once."""
+
+    # One-off purchases
+    @abc.abstractmethod
+    def charge(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Charge:
+        """Invoice item + invoice, finalized and paid off-session with the saved card. A decline
+        comes back as `Charge.failure` with the invoice left open, never as an exception."""
+
+    @abc.abstractmethod
+    def checkout_payment(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        """Checkout in payment mode, creating an invoice and saving the card for next time."""
+
+    @abc.abstractmethod
+    def checkout_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession: ...
+
+    @abc.abstractmethod
+    def checkout_session_retrieve(self, *, session_id: str) -> CheckoutSession: ...
+
+    @abc.abstractmethod
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        """Make the card a completed Checkout collected the customer's default, so that later
+        off-session charges (purchases, top-ups, seat additions) use it."""
+
+    # Subscriptions
+    @abc.abstractmethod
+    def subscription_create(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Subscription:
+        """Charged at once with the saved card; raises CardError if the first invoice fails."""
+
+    @abc.abstractmethod
+    def subscription_retrieve(self, *, subscription_id: str) -> Subscription: ...
+
+    @abc.abstractmethod
+    def subscription_preview_quantity(
+        self, *, subscription_id: str, quantity: int, proration_date: datetime
+    ) -> ProrationPreview: ...
+
+    @abc.abstractmethod
+    def subscription_change_quantity(
+        self,
+        *,
+        subscription_id: str,
+        quantity: int,
+        proration_date: datetime | None,
+        idempotency_key: str,
+    ) -> QuantityChange:
+        """Increases are invoiced at once and applied only when paid (`pending_if_incomplete`);
+        decreases apply at once without proration. A failed increase raises CardError."""
+
+    @abc.abstractmethod
+    def subscription_cancel_at_period_end(self, *, subscription_id: str) -> Subscription: ...
+
+    @abc.abstractmethod
+    def subscription_resume(self, *, subscription_id: str) -> Subscription: ...
+
+    # Invoices
+    @abc.abstractmethod
+    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]: ...
+
+    @abc.abstractmethod
+    def invoice_retrieve(self, *, invoice_id: str) -> Invoice: ...
+
+    @abc.abstractmethod
+    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
+        """Pay an open invoice now with the saved card; raises CardError on a decline."""
+
+
+@cache
+def _stripe_gateway(secret_key: str) -> BillingGateway:
+    from payments.stripe_gateway import StripeGateway
+
+    return StripeGateway(api_key=secret_key)
+
+
+def get_gateway() -> BillingGateway:
+    """Stripe when STRIPE_SECRET_KEY is set, the sandbox otherwise."""
+    if settings.STRIPE_SECRET_KEY:
+        return _stripe_gateway(settings.STRIPE_SECRET_KEY)
+    from payments.sandbox.gateway import SandboxGateway
+
+    return SandboxGateway()
+
+
+# Parsers: Stripe-shaped dicts (API answers, webhook payloads, sandbox objects) into records.
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def _id(value: Any) -> str:
+    """An expandable field: either an id or the object itself."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def parse_payment_method(data: dict[str, Any]) -> PaymentMethod:
+    card = data.get("card") or {}
+    return PaymentMethod(
+        id=data["id"],
+        brand=card.get("brand") or "",
+        last4=card.get("last4") or "",
+        exp_month=int(card.get("exp_month") or 0),
+        exp_year=int(card.get("exp_year") or 0),
+    )
+
+
+def parse_invoice_line(data: dict[str, Any]) -> InvoiceLine:
+    parent = data.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    period = data.get("period") or {}
+    return InvoiceLine(
+        description=data.get("description") or "",
+        amount=int(data.get("amount") or 0),
+        quantity=int(data.get("quantity") or (data.get("pricing") or {}).get("quantity") or 1),
+        proration=bool(details.get("proration") or data.get("proration")),
+        period_start=_ts(period.get("start")),
+        period_end=_ts(period.get("end")),
+    )
+
+
+def invoice_subscription_id(data: dict[str, Any]) -> str:
+    parent = data.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    return _id(details.get("subscription") or data.get("subscription"))
+
+
+def parse_invoice(data: dict[str, Any]) -> Invoice:
+    transitions = data.get("status_transitions") or {}
+    lines = (data.get("lines") or {}).get("data") or []
+    return Invoice(
+        id=data["id"],
+        number=data.get("number") or "",
+        customer=_id(data.get("customer")),
+        status=data.get("status") or "draft",
+        billing_reason=data.get("billing_reason") or "",
+        amount_due=int(data.get("amount_due") or 0),
+        amount_paid=int(data.get("amount_paid") or 0),
+        amount_remaining=int(data.get("amount_remaining") or 0),
+        currency=data.get("currency") or "usd",
+        attempt_count=int(data.get("attempt_count") or 0),
+        next_payment_attempt=_ts(data.get("next_payment_attempt")),
+        period_start=_ts(data.get("period_start")),
+        period_end=_ts(data.get("period_end")),
+        lines=tuple(parse_invoice_line(line) for line in lines),
+        hosted_invoice_url=data.get("hosted_invoice_url") or "",
+        invoice_pdf=data.get("invoice_pdf") or "",
+        subscription=invoice_subscription_id(data),
+        metadata=dict(data.get("metadata") or {}),
+        created=_ts(data.get("created")) or datetime.now(tz=UTC),
+        paid_at=_ts(transitions.get("paid_at")),
+    )
+
+
+def parse_subscription(data: dict[str, Any]) -> Subscription:
+    item = ((data.get("items") or {}).get("data") or [{}])[0]
+    price = item.get("price") or {}
+    pending = (data.get("pending_update") or {}).get("subscription_items") or []
+    return Subscription(
+        id=data["id"],
+        customer=_id(data.get("customer")),
+        status=data.get("status") or "incomplete",
+        price=_id(price),
+        unit_amount=int(price.get("unit_amount") or 0),
+        quantity=int(item.get("quantity") or 0),
+        current_period_start=_ts(item.get("current_period_start")) or datetime.now(tz=UTC),
+        current_period_end=_ts(item.get("current_period_end")) or datetime.now(tz=UTC),
+        cancel_at_period_end=bool(data.get("cancel_at_period_end")),
+        pending_quantity=int(pending[0]["quantity"]) if pending else None,
+        latest_invoice=_id(data.get("latest_invoice")),
+        metadata=dict(data.get("metadata") or {}),
+        created=_ts(data.get("created")) or datetime.now(tz=UTC),
+    )
+
+
+def parse_checkout_session(data: dict[str, Any]) -> CheckoutSession:
+    return CheckoutSession(
+        id=data["id"],
+        url=data.get("url") or "",
+        status=data.get("status") or "open",
+        mode=data.get("mode") or "payment",
+        payment_status=data.get("payment_status") or "unpaid",
+        customer=_id(data.get("customer")),
+        subscription=_id(data.get("subscription")),
+        invoice=_id(data.get("invoice")),
+        payment_intent=_id(data.get("payment_intent")),
+        amount_total=int(data.get("amount_total") or 0),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def parse_price(data: dict[str, Any]) -> Price:
+    return Price(
+        id=data["id"],
+        unit_amount=int(data.get("unit_amount") or 0),
+        currency=data.get("currency") or "usd",
+        interval=(data.get("recurring") or {}).get("interval") or PLAN_INTERVAL,
+    )

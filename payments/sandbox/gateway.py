@@ -1,0 +1,450 @@
+"""SandboxGateway: the BillingGateway of the no-keys mode, answering like Stripe from its state."""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.core import signing
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
+from django.db.models import Model
+
+from payments.gateway import (
+    BillingGateway,
+    CardError,
+    Charge,
+    CheckoutSession,
+    CustomerDetails,
+    GatewayError,
+    Invoice,
+    PaymentMethod,
+    Price,
+    ProrationPreview,
+    QuantityChange,
+    Subscription,
+    parse_checkout_session,
+    parse_invoice,
+    parse_invoice_line,
+    parse_payment_method,
+    parse_price,
+    parse_subscription,
+)
+from payments.sandbox import engine, objects
+from payments.sandbox.models import (
+    SandboxCheckoutSession,
+    SandboxCustomer,
+    SandboxIdempotencyKey,
+    SandboxInvoice,
+    SandboxPrice,
+    SandboxSubscription,
+)
+
+PAGE_SALT = "sandbox-customer-page"
+_M = TypeVar("_M", bound=Model)
+
+
+def customer_page_token(customer_id: str, return_url: str) -> str:
+    return signing.dumps({"customer": customer_id, "return_url": return_url}, salt=PAGE_SALT)
+
+
+def customer_page_claims(token: str) -> dict[str, str]:
+    """The customer and return address a page link was made for; BadSignature if forged."""
+    claims: dict[str, str] = signing.loads(token, salt=PAGE_SALT, max_age=timedelta(days=1))
+    return claims
+
+
+def _remembered(key: str) -> str | None:
+    row = SandboxIdempotencyKey.objects.filter(key=key).first()
+    return row.object_id if row else None
+
+
+def _remember(key: str, object_id: str) -> None:
+    SandboxIdempotencyKey.objects.create(key=key, object_id=object_id)
+
+
+def _get(model: type[_M], object_id: str) -> _M:
+    try:
+        return model._default_manager.get(pk=object_id)
+    except ObjectDoesNotExist:
+        raise GatewayError(
+            f"No such {model.__name__.removeprefix('Sandbox').lower()}: '{object_id}'"
+        ) from None
+
+
+def _address(details: CustomerDetails) -> dict[str, str]:
+    return details.address.as_stripe() if details.address else {}
+
+
+def _tax_ids(details: CustomerDetails) -> list[dict[str, str]]:
+    if not details.tax_id:
+        return []
+    return [{"id": f"txi_{details.tax_id}", "type": details.tax_id_type, "value": details.tax_id}]
+
+
+class SandboxGateway(BillingGateway):
+    name = "sandbox"
+
+    def _once(self, key: str, make: Callable[[], str]) -> str:
+        """Run `make` (which returns the id of what it made) once per idempotency key."""
+        if (known := _remembered(key)) is not None:
+            return known
+        with transaction.atomic():
+            object_id = make()
+            _remember(key, object_id)
+        return object_id
+
+    # Customers and payment methods
+
+    def customer_create(
+        self, *, details: CustomerDetails, metadata: dict[str, str], idempotency_key: str
+    ) -> str:
+        def make() -> str:
+            customer = SandboxCustomer.objects.create(
+                id=engine.new_id("cus"),
+                name=details.name,
+                email=details.email,
+                address=_address(details),
+                tax_ids=_tax_ids(details),
+                metadata=metadata,
+                created=engine.now(),
+            )
+            return customer.id
+
+        return self._once(idempotency_key, make)
+
+    @transaction.atomic
+    def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None:
+        customer = _get(SandboxCustomer, customer_id)
+        customer.name, customer.email = details.name, details.email
+        customer.address, customer.tax_ids = _address(details), _tax_ids(details)
+        customer.save()
+        engine.emit("customer.updated", objects.customer_json(customer))
+
+    def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
+        customer = _get(SandboxCustomer, customer_id)
+        if customer.default_payment_method is None:
+            return None
+        return parse_payment_method(objects.payment_method_json(customer.default_payment_method))
+
+    def payment_method_update_url(self, *, customer_id: str, return_url: str) -> str:
+        token = customer_page_token(customer_id, return_url)
+        return objects.site_url("sandbox_payment_method", token)
+
+    def billing_portal_url(self, *, customer_id: str, return_url: str) -> str:
+        token = customer_page_token(customer_id, return_url)
+        return objects.site_url("sandbox_portal", token)
+
+    def price_ensure(
+        self, *, lookup_key: str, product_name: str, unit_amount: int, currency: str = "usd"
+    ) -> Price:
+        price, _ = SandboxPrice.objects.get_or_create(
+            lookup_key=lookup_key,
+            defaults={
+                "id": engine.new_id("price"),
+                "product_name": product_name,
+                "unit_amount": unit_amount,
+                "currency": currency,
+            },
+        )
+        return parse_price(objects.price_json(price))
+
+    # One-off purchases
+
+    def charge(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Charge:
+        failures: list[CardError] = []
+
+        def make() -> str:
+            customer = _get(SandboxCustomer, customer_id)
+            at = engine.now()
+            line = objects.invoice_line(
+                line_id=engine.new_id("il"),
+                description=description,
+                amount=amount,
+                quantity=1,
+                period_start=at,
+                period_end=at,
+            )
+            engine.emit(
+                "invoiceitem.created", objects.invoiceitem_json(customer.id, line, metadata, at)
+            )
+            invoice = engine.invoice_create(
+                customer=customer,
+                billing_reason="manual",
+                lines=[line],
+                period_start=at,
+                period_end=at,
+                description=description,
+                metadata=metadata,
+            )
+            engine.invoice_finalize(invoice)
+            if error := engine.invoice_attempt(invoice):
+                failures.append(error)
+            return invoice.id
+
+        invoice_id = self._once(idempotency_key, make)
+        invoice = _get(SandboxInvoice, invoice_id)
+        parsed = parse_invoice(objects.invoice_json(invoice))
+        if parsed.paid:
+            return Charge(invoice=parsed)
+        failure = (
+            failures[0]
+            if failures
+            else CardError(
+                invoice.last_payment_error or "Your card was declined.", invoice_id=invoice.id
+            )
+        )
+        return Charge(invoice=parsed, failure=failure)
+
+    def _checkout(
+        self,
+        idempotency_key: str,
+        **fields: object,
+    ) -> CheckoutSession:
+        def make() -> str:
+            session = SandboxCheckoutSession.objects.create(
+                id=engine.new_id("cs_test").replace("cs_test_1Kb", "cs_test_a1Kb"),
+                created=engine.now(),
+                expires_at=engine.now() + engine.CHECKOUT_LIFETIME,
+                **fields,
+            )
+            return session.id
+
+        return self.checkout_session_retrieve(session_id=self._once(idempotency_key, make))
+
+    def checkout_payment(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        return self._checkout(
+            idempotency_key,
+            customer=_get(SandboxCustomer, customer_id),
+            mode="payment",
+            amount=amount,
+            description=description,
+            metadata=metadata,
+            success_url=success_url,
+            cancel_url=cancel_url,
+        )
+
+    def checkout_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        price = _get(SandboxPrice, price_id)
+        return self._checkout(
+            idempotency_key,
+            customer=_get(SandboxCustomer, customer_id),
+            mode="subscription",
+            price=price,
+            quantity=quantity,
+            amount=price.unit_amount * quantity,
+            description=f"{quantity} × {price.product_name}",
+            metadata=metadata,
+            success_url=success_url,
+            cancel_url=cancel_url,
+        )
+
+    def checkout_session_retrieve(self, *, session_id: str) -> CheckoutSession:
+        return parse_checkout_session(
+            objects.checkout_session_json(_get(SandboxCheckoutSession, session_id))
+        )
+
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        """The sandbox's Checkout already made the card the default when it completed."""
+        _get(SandboxCheckoutSession, session_id)
+
+    # Subscriptions
+
+    def subscription_create(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Subscription:
+        if (known := _remembered(idempotency_key)) is not None:
+            return self.subscription_retrieve(subscription_id=known)
+        # error_if_incomplete: a failed first payment leaves nothing behind, as with Stripe.
+        try:
+            with transaction.atomic():
+                customer = _get(SandboxCustomer, customer_id)
+                subscription, invoice = engine.subscription_start(
+                    customer=customer,
+                    price=_get(SandboxPrice, price_id),
+                    quantity=quantity,
+                    metadata=metadata,
+                )
+                if error := engine.invoice_attempt(invoice):
+                    raise error
+                _remember(idempotency_key, subscription.id)
+        except CardError as error:
+            error.invoice_id = ""
+            raise
+        return self.subscription_retrieve(subscription_id=subscription.id)
+
+    def subscription_retrieve(self, *, subscription_id: str) -> Subscription:
+        return parse_subscription(
+            objects.subscription_json(_get(SandboxSubscription, subscription_id))
+        )
+
+    def subscription_preview_quantity(
+        self, *, subscription_id: str, quantity: int, proration_date: datetime
+    ) -> ProrationPreview:
+        subscription = _get(SandboxSubscription, subscription_id)
+        lines = []
+        if quantity > subscription.quantity:
+            lines.append(engine.proration_line(subscription, quantity, proration_date))
+        return ProrationPreview(
+            amount_due=sum(line["amount"] for line in lines),
+            proration_date=proration_date,
+            lines=tuple(parse_invoice_line(line) for line in lines),
+            next_period_amount=subscription.price.unit_amount * quantity,
+        )
+
+    def subscription_change_quantity(
+        self,
+        *,
+        subscription_id: str,
+        quantity: int,
+        proration_date: datetime | None,
+        idempotency_key: str,
+    ) -> QuantityChange:
+        failures: list[CardError] = []
+
+        def make() -> str:
+            subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
+            if subscription.status not in ("active", "past_due", "trialing"):
+                raise GatewayError(f"The subscription is {subscription.status}; it cannot change.")
+            if quantity <= subscription.quantity:
+                subscription.quantity = quantity
+                subscription.updated = engine.now()
+                subscription.save()
+                engine.emit(
+                    "customer.subscription.updated", objects.subscription_json(subscription)
+                )
+                return subscription.id
+            at = proration_date or engine.now()
+            line = engine.proration_line(subscription, quantity, at)
+            invoice = engine.invoice_create(
+                customer=subscription.customer,
+                subscription=subscription,
+                billing_reason="subscription_update",
+                lines=[line],
+                period_start=at,
+                period_end=at,
+                metadata=subscription.metadata,
+            )
+            engine.invoice_finalize(invoice)
+            # pending_if_incomplete: the new quantity waits for the payment.
+            subscription.pending_quantity = quantity
+            subscription.pending_invoice = invoice
+            subscription.save()
+            if error := engine.invoice_attempt(invoice):
+                subscription.refresh_from_db()
+                subscription.pending_expires_at = engine.now() + engine.PENDING_UPDATE_LIFETIME
+                subscription.save(update_fields=["pending_expires_at"])
+                engine.emit(
+                    "customer.subscription.updated", objects.subscription_json(subscription)
+                )
+                failures.append(error)
+            return invoice.id
+
+        result_id = self._once(idempotency_key, make)
+        if result_id.startswith("sub_"):
+            return QuantityChange(
+                subscription=self.subscription_retrieve(subscription_id=result_id), invoice=None
+            )
+        invoice = self.invoice_retrieve(invoice_id=result_id)
+        if not invoice.paid:
+            raise (
+                failures[0]
+                if failures
+                else CardError(
+                    _get(SandboxInvoice, result_id).last_payment_error or "Your card was declined.",
+                    invoice_id=result_id,
+                )
+            )
+        return QuantityChange(
+            subscription=self.subscription_retrieve(subscription_id=subscription_id),
+            invoice=invoice,
+        )
+
+    def _set_cancel_at_period_end(self, subscription_id: str, value: bool) -> Subscription:
+        with transaction.atomic():
+            subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
+            if subscription.status == "canceled":
+                raise GatewayError("The subscription has ended; start a new one.")
+            if subscription.cancel_at_period_end != value:
+                subscription.cancel_at_period_end = value
+                subscription.canceled_at = engine.now() if value else None
+                subscription.updated = engine.now()
+                subscription.save()
+                engine.emit(
+                    "customer.subscription.updated", objects.subscription_json(subscription)
+                )
+        return self.subscription_retrieve(subscription_id=subscription_id)
+
+    def subscription_cancel_at_period_end(self, *, subscription_id: str) -> Subscription:
+        return self._set_cancel_at_period_end(subscription_id, True)
+
+    def subscription_resume(self, *, subscription_id: str) -> Subscription:
+        return self._set_cancel_at_period_end(subscription_id, False)
+
+    # Invoices
+
+    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]:
+        invoices = (
+            SandboxInvoice.objects.filter(customer_id=customer_id)
+            .select_related("customer", "subscription")
+            .order_by("-created")[:limit]
+        )
+        return [parse_invoice(objects.invoice_json(invoice)) for invoice in invoices]
+
+    def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
+        return parse_invoice(objects.invoice_json(_get(SandboxInvoice, invoice_id)))
+
+    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
+        failures: list[CardError] = []
+
+        def make() -> str:
+            invoice = SandboxInvoice.objects.select_for_update().get(pk=invoice_id)
+            if invoice.status == "draft":
+                engine.invoice_finalize(invoice)
+            if invoice.status != "open":
+                raise GatewayError(f"Invoice {invoice.number or invoice.id} is {invoice.status}.")
+            if error := engine.invoice_attempt(invoice):
+                failures.append(error)
+            return invoice.id
+
+        self._once(idempotency_key, make)
+        if failures:
+            raise failures[0]
+        invoice = self.invoice_retrieve(invoice_id=invoice_id)
+        if not invoice.paid:  # a repeat of a request that failed: the same failure again
+            message = _get(SandboxInvoice, invoice_id).last_payment_error
+            raise CardError(message or "Your card was declined.", invoice_id=invoice_id)
+        return invoice

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from payments.sandbox import views
+
+urlpatterns = [
+    path("checkout/<str:session_id>/", views.checkout, name="sandbox_checkout"),
+    path("payment-method/<str:token>/", views.payment_method, name="sandbox_payment_method"),
+    path("portal/<str:token>/", views.portal, name="sandbox_portal"),
+    path("invoices/<str:invoice_id>/", views.invoice, name="sandbox_invoice"),
+    path("invoices/<str:invoice_id>/pdf", views.invoice_pdf, name="sandbox_invoice_pdf"),
+]

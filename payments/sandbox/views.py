@@ -1,0 +1,137 @@
+"""The sandbox's hosted pages: Checkout, the payment-method page, the portal, invoices and PDFs.
+Like Stripe's, they are reached by unguessable ids or signed links, not by the app's log-in."""
+
+from django.core import signing
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from payments.sandbox import services
+from payments.sandbox.forms import CardForm
+from payments.sandbox.gateway import customer_page_claims
+from payments.sandbox.models import (
+    SandboxCheckoutSession,
+    SandboxCustomer,
+    SandboxInvoice,
+)
+from payments.sandbox.pdf import text_pdf
+
+
+def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
+    session = get_object_or_404(
+        SandboxCheckoutSession.objects.select_related("customer", "price"), pk=session_id
+    )
+    if session.status == "complete":
+        return redirect(session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
+    form = CardForm(request.POST or None)
+    if request.method == "POST" and session.status == "open" and form.is_valid():
+        error = services.checkout_complete(session_id=session.id, card=form.card())
+        if error is None:
+            return redirect(session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
+        form.add_error(None, error.message)
+    status = 200 if session.status == "open" else 410
+    return render(
+        request, "sandbox/checkout.html", {"session": session, "form": form}, status=status
+    )
+
+
+def _claims(token: str) -> dict[str, str]:
+    try:
+        return customer_page_claims(token)
+    except signing.BadSignature:
+        raise Http404("This link has expired or is not valid.") from None
+
+
+def payment_method(request: HttpRequest, token: str) -> HttpResponse:
+    claims = _claims(token)
+    customer = get_object_or_404(
+        SandboxCustomer.objects.select_related("default_payment_method"), pk=claims["customer"]
+    )
+    form = CardForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        error = services.payment_method_replace(customer_id=customer.id, card=form.card())
+        if error is None:
+            return redirect(claims["return_url"])
+        form.add_error(None, error.message)
+    return render(
+        request,
+        "sandbox/payment_method.html",
+        {"customer": customer, "form": form, "return_url": claims["return_url"]},
+    )
+
+
+def portal(request: HttpRequest, token: str) -> HttpResponse:
+    claims = _claims(token)
+    customer = get_object_or_404(
+        SandboxCustomer.objects.select_related("default_payment_method"), pk=claims["customer"]
+    )
+    invoices = (
+        SandboxInvoice.objects.filter(customer=customer)
+        .exclude(status="draft")
+        .order_by("-created")[:50]
+    )
+    return render(
+        request,
+        "sandbox/portal.html",
+        {
+            "customer": customer,
+            "invoices": invoices,
+            "token": token,
+            "return_url": claims["return_url"],
+        },
+    )
+
+
+def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    record = get_object_or_404(
+        SandboxInvoice.objects.select_related("customer__default_payment_method").exclude(
+            status="draft"
+        ),
+        pk=invoice_id,
+    )
+    form = CardForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        error = services.invoice_pay_with_card(invoice_id=record.id, card=form.card())
+        if error is None:
+            return redirect("sandbox_invoice", invoice_id=record.id)
+        form.add_error(None, error.message)
+    return render(request, "sandbox/invoice.html", {"invoice": record, "form": form})
+
+
+def _money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def invoice_pdf(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    record = get_object_or_404(
+        SandboxInvoice.objects.select_related("customer").exclude(status="draft"), pk=invoice_id
+    )
+    customer = record.customer
+    lines: list[tuple[int, str]] = [
+        (18, f"Invoice {record.number}"),
+        (11, "Kilo Billing (sandbox: no real money moved)"),
+        (11, ""),
+        (11, f"Billed to: {customer.name or customer.email}"),
+    ]
+    if customer.email:
+        lines.append((11, customer.email))
+    address = ", ".join(v for v in customer.address.values() if v)
+    if address:
+        lines.append((11, address))
+    for tax_id in customer.tax_ids:
+        lines.append((11, f"Tax ID: {tax_id.get('value', '')}"))
+    lines += [
+        (11, f"Issued: {record.finalized_at or record.created:%Y-%m-%d %H:%M} UTC"),
+        (11, f"Status: {record.status}"),
+        (11, ""),
+    ]
+    for line in record.lines:
+        lines.append((11, f"{line['description']}    {_money(line['amount'])}"))
+    lines += [
+        (11, ""),
+        (12, f"Total: {_money(record.amount_due)} {record.currency.upper()}"),
+        (11, f"Paid: {_money(record.amount_paid)}"),
+        (11, f"Remaining: {_money(record.amount_due - record.amount_paid)}"),
+    ]
+    response = HttpResponse(text_pdf(lines), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{record.number}.pdf"'
+    return response

@@ -1,0 +1,566 @@
+"""StripeGateway: the BillingGateway over Stripe's official library.
+
+Every call goes through one `stripe.StripeClient` pinned to the API version the library was built
+for, so the shapes the parsers read never drift with the account's default version. Library
+objects are turned into plain dicts before parsing, the same shape webhooks deliver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+import stripe
+from stripe.params import (
+    CustomerCreateParams,
+    CustomerCreateParamsAddress,
+    CustomerUpdateParams,
+    SubscriptionUpdateParams,
+    SubscriptionUpdateParamsItem,
+)
+
+from payments.gateway import (
+    PLAN_INTERVAL,
+    BillingGateway,
+    CardError,
+    Charge,
+    CheckoutSession,
+    CustomerDetails,
+    GatewayError,
+    Invoice,
+    PaymentMethod,
+    Price,
+    ProrationPreview,
+    QuantityChange,
+    Subscription,
+    parse_checkout_session,
+    parse_invoice,
+    parse_invoice_line,
+    parse_payment_method,
+    parse_price,
+    parse_subscription,
+)
+
+logger = logging.getLogger(__name__)
+
+STRIPE_API_VERSION: str = stripe.api_version
+
+DECLINED_MESSAGE = "Your card was declined."
+AUTHENTICATION_MESSAGE = "Your bank needs you to confirm this payment."
+
+# Safe to retry: every money-moving request carries an idempotency key, and the library generates
+# one for the other POSTs.
+_MAX_NETWORK_RETRIES = 2
+_PAGE_LIMIT = 100
+
+
+def _plain(obj: stripe.StripeObject) -> dict[str, Any]:
+    return obj.to_dict(recursive=True, for_json=True)
+
+
+def _timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _address(details: CustomerDetails) -> CustomerCreateParamsAddress | None:
+    if details.address is None:
+        return None
+    address = details.address
+    return {
+        "line1": address.line1,
+        "line2": address.line2,
+        "city": address.city,
+        "postal_code": address.postal_code,
+        "state": address.state,
+        "country": address.country,
+    }
+
+
+def _normal_tax_id(value: str) -> str:
+    """Stripe may store a tax ID without the spaces or dots it was typed with."""
+    return "".join(char for char in value.upper() if char.isalnum())
+
+
+def _card_error(error: stripe.CardError, *, invoice_id: str = "") -> CardError:
+    body = error.json_body if isinstance(error.json_body, dict) else {}
+    data = body.get("error") or {}
+    return CardError(
+        error.user_message or data.get("message") or DECLINED_MESSAGE,
+        code=error.code or data.get("code") or "card_declined",
+        decline_code=data.get("decline_code") or "",
+        invoice_id=invoice_id,
+    )
+
+
+def _describe(error: stripe.StripeError) -> str:
+    message = f"Stripe {type(error).__name__}: {error.user_message or 'no message'}"
+    if error.http_status:
+        message += f" (HTTP {error.http_status})"
+    if error.request_id:
+        message += f" [{error.request_id}]"
+    return message
+
+
+@contextmanager
+def _stripe_errors(*, invoice_id: str = "") -> Iterator[None]:
+    try:
+        yield
+    except stripe.CardError as error:
+        raise _card_error(error, invoice_id=invoice_id) from error
+    except stripe.StripeError as error:
+        raise GatewayError(_describe(error)) from error
+
+
+def _first_item(subscription: dict[str, Any]) -> dict[str, Any]:
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        raise GatewayError(f"Stripe subscription {subscription.get('id')} has no items")
+    return dict(items[0])
+
+
+class StripeGateway(BillingGateway):
+    name = "stripe"
+
+    def __init__(self, *, api_key: str, http_client: stripe.HTTPClient | None = None) -> None:
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=STRIPE_API_VERSION,
+            http_client=http_client,
+            max_network_retries=_MAX_NETWORK_RETRIES,
+        )
+        self._v1 = self._client.v1
+
+    # Customers and payment methods
+
+    def customer_create(
+        self, *, details: CustomerDetails, metadata: dict[str, str], idempotency_key: str
+    ) -> str:
+        params: CustomerCreateParams = {
+            "name": details.name,
+            "email": details.email,
+            "metadata": metadata,
+        }
+        address = _address(details)
+        if address is not None:
+            params["address"] = address
+        if details.tax_id:
+            params["tax_id_data"] = [{"type": details.tax_id_type, "value": details.tax_id}]
+        with _stripe_errors():
+            customer = self._v1.customers.create(params, {"idempotency_key": idempotency_key})
+        return customer.id
+
+    def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None:
+        # The details are the whole truth about the customer: no address clears the old one.
+        params: CustomerUpdateParams = {
+            "name": details.name,
+            "email": details.email,
+            "address": _address(details) or "",
+        }
+        wanted = _normal_tax_id(details.tax_id)
+        with _stripe_errors():
+            self._v1.customers.update(customer_id, params)
+            existing = self._v1.customers.tax_ids.list(customer_id, {"limit": _PAGE_LIMIT})
+            kept = next(
+                (
+                    tax_id.id
+                    for tax_id in existing.data
+                    if wanted
+                    and _normal_tax_id(tax_id.value) == wanted
+                    and tax_id.type == details.tax_id_type
+                ),
+                None,
+            )
+            # Create before deleting, so that a value Stripe rejects leaves the old one in place.
+            if wanted and kept is None:
+                self._v1.customers.tax_ids.create(
+                    customer_id, {"type": details.tax_id_type, "value": details.tax_id}
+                )
+            for tax_id in existing.data:
+                if tax_id.id != kept:
+                    self._v1.customers.tax_ids.delete(customer_id, tax_id.id)
+
+    def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
+        with _stripe_errors():
+            customer = _plain(
+                self._v1.customers.retrieve(
+                    customer_id, {"expand": ["invoice_settings.default_payment_method"]}
+                )
+            )
+            default = (customer.get("invoice_settings") or {}).get("default_payment_method")
+            if isinstance(default, dict):
+                return parse_payment_method(default)
+            methods = self._v1.payment_methods.list(
+                {"customer": customer_id, "type": "card", "limit": 1}
+            )
+        if not methods.data:
+            return None
+        return parse_payment_method(_plain(methods.data[0]))
+
+    def payment_method_update_url(self, *, customer_id: str, return_url: str) -> str:
+        with _stripe_errors():
+            session = self._v1.billing_portal.sessions.create(
+                {
+                    "customer": customer_id,
+                    "return_url": return_url,
+                    "flow_data": {"type": "payment_method_update"},
+                }
+            )
+        return session.url
+
+    def billing_portal_url(self, *, customer_id: str, return_url: str) -> str:
+        with _stripe_errors():
+            session = self._v1.billing_portal.sessions.create(
+                {"customer": customer_id, "return_url": return_url}
+            )
+        return session.url
+
+    # Prices
+
+    def price_ensure(
+        self, *, lookup_key: str, product_name: str, unit_amount: int, currency: str = "usd"
+    ) -> Price:
+        key = f"price_ensure:{lookup_key}:{unit_amount}:{currency}"
+        with _stripe_errors():
+            found = self._v1.prices.list({"lookup_keys": [lookup_key], "active": True, "limit": 1})
+            if found.data:
+                return parse_price(_plain(found.data[0]))
+            product = self._v1.products.create(
+                {"name": product_name}, {"idempotency_key": f"{key}:product"}
+            )
+            price = self._v1.prices.create(
+                {
+                    "product": product.id,
+                    "unit_amount": unit_amount,
+                    "currency": currency,
+                    "recurring": {"interval": PLAN_INTERVAL},
+                    "lookup_key": lookup_key,
+                },
+                {"idempotency_key": f"{key}:price"},
+            )
+        return parse_price(_plain(price))
+
+    # One-off purchases
+
+    def charge(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Charge:
+        # One key per request, derived from the caller's: a retry of the whole operation replays
+        # each step (same invoice, same item, same payment attempt) instead of repeating it.
+        with _stripe_errors():
+            draft = self._v1.invoices.create(
+                {
+                    "customer": customer_id,
+                    "collection_method": "charge_automatically",
+                    "auto_advance": False,
+                    "pending_invoice_items_behavior": "exclude",
+                    "description": description,
+                    "metadata": metadata,
+                },
+                {"idempotency_key": f"{idempotency_key}:invoice"},
+            )
+            invoice_id = draft.id
+            self._v1.invoice_items.create(
+                {
+                    "customer": customer_id,
+                    "invoice": invoice_id,
+                    "amount": amount,
+                    "currency": "usd",
+                    "description": description,
+                    "metadata": metadata,
+                },
+                {"idempotency_key": f"{idempotency_key}:item"},
+            )
+            self._v1.invoices.finalize_invoice(
+                invoice_id,
+                {"auto_advance": False},
+                {"idempotency_key": f"{idempotency_key}:finalize"},
+            )
+            try:
+                paid = self._v1.invoices.pay(
+                    invoice_id,
+                    {"off_session": True},
+                    {"idempotency_key": f"{idempotency_key}:pay"},
+                )
+            except stripe.CardError as error:
+                failure = _card_error(error, invoice_id=invoice_id)
+                unpaid = self._v1.invoices.retrieve(invoice_id)
+                return Charge(invoice=parse_invoice(_plain(unpaid)), failure=failure)
+        return Charge(invoice=parse_invoice(_plain(paid)))
+
+    def checkout_payment(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        with _stripe_errors():
+            session = self._v1.checkout.sessions.create(
+                {
+                    "mode": "payment",
+                    "customer": customer_id,
+                    "line_items": [
+                        {
+                            "price_data": {
+                                "currency": "usd",
+                                "unit_amount": amount,
+                                "product_data": {"name": description},
+                            },
+                            "quantity": 1,
+                        }
+                    ],
+                    "invoice_creation": {
+                        "enabled": True,
+                        "invoice_data": {"description": description, "metadata": metadata},
+                    },
+                    "payment_intent_data": {
+                        "setup_future_usage": "off_session",
+                        "metadata": metadata,
+                    },
+                    "metadata": metadata,
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return parse_checkout_session(_plain(session))
+
+    def checkout_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        with _stripe_errors():
+            session = self._v1.checkout.sessions.create(
+                {
+                    "mode": "subscription",
+                    "customer": customer_id,
+                    "line_items": [{"price": price_id, "quantity": quantity}],
+                    "subscription_data": {"metadata": metadata},
+                    "metadata": metadata,
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return parse_checkout_session(_plain(session))
+
+    def checkout_session_retrieve(self, *, session_id: str) -> CheckoutSession:
+        with _stripe_errors():
+            session = self._v1.checkout.sessions.retrieve(session_id)
+        return parse_checkout_session(_plain(session))
+
+    def checkout_session_save_card(self, *, session_id: str) -> None:
+        with _stripe_errors():
+            session = _plain(
+                self._v1.checkout.sessions.retrieve(
+                    session_id, {"expand": ["payment_intent", "subscription"]}
+                )
+            )
+            intent = session.get("payment_intent") or {}
+            subscription = session.get("subscription") or {}
+            method = (intent.get("payment_method") if isinstance(intent, dict) else None) or (
+                subscription.get("default_payment_method")
+                if isinstance(subscription, dict)
+                else None
+            )
+            if isinstance(method, dict):
+                method = method.get("id")
+            if not method or not session.get("customer"):
+                return
+            self._v1.customers.update(
+                str(session["customer"]),
+                {"invoice_settings": {"default_payment_method": str(method)}},
+            )
+
+    # Subscriptions
+
+    def subscription_create(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Subscription:
+        with _stripe_errors():
+            subscription = self._v1.subscriptions.create(
+                {
+                    "customer": customer_id,
+                    "items": [{"price": price_id, "quantity": quantity}],
+                    "payment_behavior": "error_if_incomplete",
+                    "metadata": metadata,
+                    "expand": ["latest_invoice"],
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return parse_subscription(_plain(subscription))
+
+    def subscription_retrieve(self, *, subscription_id: str) -> Subscription:
+        return parse_subscription(self._subscription_data(subscription_id))
+
+    def subscription_preview_quantity(
+        self, *, subscription_id: str, quantity: int, proration_date: datetime
+    ) -> ProrationPreview:
+        subscription = self._subscription_data(subscription_id)
+        item = _first_item(subscription)
+        unit_amount = int((item.get("price") or {}).get("unit_amount") or 0)
+        next_period_amount = unit_amount * quantity
+        if quantity <= int(item.get("quantity") or 0):
+            # Decreases apply without proration (see subscription_change_quantity): nothing now.
+            return ProrationPreview(
+                amount_due=0,
+                proration_date=proration_date,
+                lines=(),
+                next_period_amount=next_period_amount,
+            )
+        with _stripe_errors():
+            preview = self._v1.invoices.create_preview(
+                {
+                    "customer": str(subscription.get("customer") or ""),
+                    "subscription": subscription_id,
+                    "subscription_details": {
+                        "items": [{"id": item["id"], "quantity": quantity}],
+                        "proration_behavior": "always_invoice",
+                        "proration_date": _timestamp(proration_date),
+                    },
+                }
+            )
+        data = _plain(preview)
+        lines = (parse_invoice_line(line) for line in (data.get("lines") or {}).get("data") or [])
+        return ProrationPreview(
+            amount_due=int(data.get("amount_due") or 0),
+            proration_date=proration_date,
+            lines=tuple(line for line in lines if line.proration),
+            next_period_amount=next_period_amount,
+        )
+
+    def subscription_change_quantity(
+        self,
+        *,
+        subscription_id: str,
+        quantity: int,
+        proration_date: datetime | None,
+        idempotency_key: str,
+    ) -> QuantityChange:
+        current = self._subscription_data(subscription_id)
+        item = _first_item(current)
+        items: list[SubscriptionUpdateParamsItem] = [{"id": item["id"], "quantity": quantity}]
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        if quantity <= int(item.get("quantity") or 0):
+            with _stripe_errors():
+                updated = self._v1.subscriptions.update(
+                    subscription_id, {"items": items, "proration_behavior": "none"}, options
+                )
+            return QuantityChange(subscription=parse_subscription(_plain(updated)), invoice=None)
+
+        params: SubscriptionUpdateParams = {
+            "items": items,
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+            "expand": ["latest_invoice"],
+        }
+        if proration_date is not None:
+            params["proration_date"] = _timestamp(proration_date)
+        with _stripe_errors():
+            updated = self._v1.subscriptions.update(subscription_id, params, options)
+        data = _plain(updated)
+        latest = data.get("latest_invoice")
+        if not isinstance(latest, dict):
+            raise GatewayError(f"Stripe returned no invoice for the increase of {subscription_id}")
+        invoice = parse_invoice(latest)
+        if data.get("pending_update") or not invoice.paid:
+            raise self._payment_failure(invoice_id=invoice.id)
+        return QuantityChange(subscription=parse_subscription(data), invoice=invoice)
+
+    def subscription_cancel_at_period_end(self, *, subscription_id: str) -> Subscription:
+        with _stripe_errors():
+            subscription = self._v1.subscriptions.update(
+                subscription_id, {"cancel_at_period_end": True}
+            )
+        return parse_subscription(_plain(subscription))
+
+    def subscription_resume(self, *, subscription_id: str) -> Subscription:
+        with _stripe_errors():
+            subscription = self._v1.subscriptions.update(
+                subscription_id, {"cancel_at_period_end": False}
+            )
+        return parse_subscription(_plain(subscription))
+
+    # Invoices
+
+    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]:
+        if limit <= 0:
+            return []
+        with _stripe_errors():
+            page = self._v1.invoices.list(
+                {"customer": customer_id, "limit": min(limit, _PAGE_LIMIT)}
+            )
+            invoices = list(islice(page.auto_paging_iter(), limit))
+        return [parse_invoice(_plain(invoice)) for invoice in invoices]
+
+    def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
+        with _stripe_errors():
+            invoice = self._v1.invoices.retrieve(invoice_id)
+        return parse_invoice(_plain(invoice))
+
+    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
+        with _stripe_errors(invoice_id=invoice_id):
+            invoice = self._v1.invoices.pay(
+                invoice_id, {"off_session": True}, {"idempotency_key": idempotency_key}
+            )
+        return parse_invoice(_plain(invoice))
+
+    # Helpers
+
+    def _subscription_data(self, subscription_id: str) -> dict[str, Any]:
+        with _stripe_errors():
+            return _plain(self._v1.subscriptions.retrieve(subscription_id))
+
+    def _payment_failure(self, *, invoice_id: str) -> CardError:
+        """Why the invoice's last payment attempt failed, as far as Stripe tells."""
+        try:
+            payments = self._v1.invoice_payments.list(
+                {"invoice": invoice_id, "limit": 1, "expand": ["data.payment.payment_intent"]}
+            )
+        except stripe.StripeError as error:
+            logger.warning("Could not read the payment of invoice %s: %s", invoice_id, error)
+            return CardError(DECLINED_MESSAGE, invoice_id=invoice_id)
+        for payment in payments.data:
+            intent = (_plain(payment).get("payment") or {}).get("payment_intent")
+            if not isinstance(intent, dict):
+                continue
+            error_data = intent.get("last_payment_error") or {}
+            if error_data:
+                return CardError(
+                    error_data.get("message") or DECLINED_MESSAGE,
+                    code=error_data.get("code") or "card_declined",
+                    decline_code=error_data.get("decline_code") or "",
+                    invoice_id=invoice_id,
+                )
+            if intent.get("status") == "requires_action":
+                return CardError(
+                    AUTHENTICATION_MESSAGE, code="authentication_required", invoice_id=invoice_id
+                )
+        return CardError(DECLINED_MESSAGE, invoice_id=invoice_id)
