@@ -91,8 +91,8 @@ def world_create(*, label: str, funds: int) -> World:
     import secrets
 
     from accounts.models import User
+    from billing.services import billing_profile_for, gateway_customer_ensure
     from credits.services import account_for, api_token_create, ledger_credit
-    from invoices.services import billing_profile_for, gateway_customer_ensure
     from organizations.models import Membership
     from organizations.roles import Role
     from organizations.services import organization_create

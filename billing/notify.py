@@ -1,4 +1,4 @@
-"""Emails about money go to the people who look after it: the owners and billing managers."""
+"""Emails about money, sent once the transaction that decided them commits."""
 
 from typing import Any
 
@@ -6,16 +6,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from organizations.models import Membership, Organization
-from organizations.roles import Role
-
-
-def billing_contacts(organization: Organization) -> list[str]:
-    return sorted(
-        Membership.objects.filter(
-            organization=organization, role__in=[Role.OWNER, Role.BILLING_MANAGER]
-        ).values_list("user__email", flat=True)
-    )
+from billing.selectors import billing_contacts
+from organizations.models import Organization
 
 
 def email_after_commit(

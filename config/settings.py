@@ -60,10 +60,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "billing",
-    "payments.apps.PaymentsConfig",
+    # First-party apps, bottom layer first (DESIGN.md "Layout"; `make lint` checks the layers).
     "accounts",
     "organizations",
+    "payments.apps.PaymentsConfig",
+    "billing.apps.BillingConfig",
     "seats",
     "credits",
     "invoices",

@@ -16,7 +16,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from analytics.rollups import usage_rollup_add, usage_rollups_purge
-from billing.notify import billing_contacts, email_after_commit
+from billing.models import BillingProfile
+from billing.notify import email_after_commit
+from billing.selectors import billing_contacts
+from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -24,11 +27,9 @@ from credits.models import (
     Purchase,
     UsageRecord,
 )
-from invoices.models import BillingProfile
-from invoices.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Organization
 from organizations.services import audit_record
-from payments.gateway import GatewayError, PaymentMethod, get_gateway
+from payments.gateway import GatewayError, get_gateway
 from payments.queue import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -330,14 +331,6 @@ def _purchase_metadata(purchase: Purchase) -> dict[str, str]:
 
 def _customer_id(account: CreditAccount) -> str:
     return gateway_customer_ensure(_billing_profile(account))
-
-
-def saved_card(account: CreditAccount) -> PaymentMethod | None:
-    """The card a purchase would be charged to now, without creating a gateway customer."""
-    profile = _billing_profile(account)
-    if not profile.gateway_customer_id:
-        return None
-    return get_gateway().payment_method_default(customer_id=profile.gateway_customer_id)
 
 
 def _description(purchase: Purchase) -> str:

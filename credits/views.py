@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
+from billing.selectors import saved_card
 from credits import selectors, services
 from credits.forms import (
     ORGANIZATION_RULES,
@@ -115,7 +116,7 @@ def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
         )
         if can_limit
         else None,
-        "card": services.saved_card(account),
+        "card": saved_card(organization=account.organization, user=account.user),
         "page": page,
         "recent_purchases": selectors.purchases(account=account)[:5],
     }
@@ -154,7 +155,7 @@ def _confirm_page(
         **scope.context,
         "form": form,
         "amount_cents": amount_cents,
-        "card": services.saved_card(scope.account),
+        "card": saved_card(organization=scope.account.organization, user=scope.account.user),
         "error": error,
     }
     return render(request, "credits/confirm.html", context, status=402 if error else 200)

@@ -10,10 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.models import User
+from billing.models import BillingProfile
 from invoices import lifecycle, services
 from invoices.exceptions import LifecycleError
 from invoices.forms import ExtendGraceForm, LifecycleReasonForm
-from invoices.models import BillingProfile, Invoice, LifecycleTransition, OrganizationLifecycle
+from invoices.models import Invoice, LifecycleTransition, OrganizationLifecycle
 from payments.gateway import GatewayError
 
 

@@ -18,10 +18,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
 
 from accounts.models import User
-from billing.notify import billing_contacts, email_after_commit, email_billing_contacts
+from billing.clock import billing_now
+from billing.notify import email_after_commit, email_billing_contacts
+from billing.selectors import billing_contacts
 from invoices import selectors
 from invoices.exceptions import LifecycleError
 from invoices.models import Invoice, LifecycleTransition
@@ -44,17 +45,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 GRACE_REMINDER_BEFORE = timedelta(hours=24)
 DELETION_NOTICE_DAYS = (7, 1)
 SWEEP_BATCH = 1000
-
-
-def billing_now() -> datetime:
-    """The time the lifecycle runs on. With the sandbox gateway it is the sandbox's clock, which
-    `sandbox_advance` moves, so that a demo can walk through grace, suspension and deletion; with
-    Stripe it is the wall clock."""
-    if settings.STRIPE_SECRET_KEY:
-        return timezone.now()
-    from payments.sandbox import engine
-
-    return engine.now()
 
 
 def _link(name: str, organization: Organization) -> str:

@@ -6,49 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.models import BillingProfile
 from organizations.models import Organization
-
-
-class BillingProfile(models.Model):
-    """Who pays: an organization or a person, their gateway customer and the details that appear
-    on invoices (company, address, tax ID, billing email)."""
-
-    organization = models.OneToOneField(
-        Organization,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="billing_profile",
-    )
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="billing_profile",
-    )
-    gateway_customer_id = models.CharField(max_length=80, blank=True, db_index=True)
-    company_name = models.CharField(max_length=200, blank=True)
-    billing_email = models.EmailField(blank=True)
-    address_line1 = models.CharField(max_length=200, blank=True)
-    address_line2 = models.CharField(max_length=200, blank=True)
-    city = models.CharField(max_length=100, blank=True)
-    postal_code = models.CharField(max_length=20, blank=True)
-    state = models.CharField(max_length=100, blank=True)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 code, e.g. DE")
-    tax_id = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(organization__isnull=False, user__isnull=False),
-                name="billing_profile_one_payer",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.company_name or self.billing_email or f"profile {self.pk}"
 
 
 class Invoice(models.Model):

@@ -1,5 +1,5 @@
-"""Billing profiles and their gateway customers, the local copy of every gateway invoice, billing
-details and "pay now". The failed-payment lifecycle itself is in `invoices.lifecycle`."""
+"""The local copy of every gateway invoice, "pay now" and the next renewal. Who pays (billing
+profiles, customers, billing details) is `billing`'s; the failed-payment lifecycle `dunning`'s."""
 
 import logging
 from dataclasses import dataclass, field
@@ -10,81 +10,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from billing.models import BillingProfile
 from invoices import lifecycle, selectors
 from invoices.exceptions import NothingToPay
-from invoices.models import BillingProfile, Invoice
-from organizations.models import Organization, Role
+from invoices.models import Invoice
+from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
-from payments.gateway import (
-    Address,
-    CardError,
-    CustomerDetails,
-    GatewayError,
-    get_gateway,
-)
+from payments.gateway import CardError, GatewayError, get_gateway
 
 logger = logging.getLogger(__name__)
-
-
-def billing_profile_for(
-    *, organization: Organization | None = None, user: User | None = None
-) -> BillingProfile:
-    if organization is not None:
-        profile, _ = BillingProfile.objects.get_or_create(organization=organization)
-    else:
-        assert user is not None
-        profile, _ = BillingProfile.objects.get_or_create(user=user)
-    return profile
-
-
-def customer_details(profile: BillingProfile) -> CustomerDetails:
-    if profile.organization_id:
-        organization = profile.organization
-        assert organization is not None
-        name = profile.company_name or organization.name
-        owner = organization.memberships.filter(role=Role.OWNER).select_related("user").first()
-        email = profile.billing_email or (owner.user.email if owner else "")
-    else:
-        user = profile.user
-        assert user is not None
-        name, email = (
-            profile.company_name or user.name or user.email,
-            profile.billing_email or user.email,
-        )
-    address = None
-    if profile.address_line1 or profile.country:
-        address = Address(
-            line1=profile.address_line1,
-            line2=profile.address_line2,
-            city=profile.city,
-            postal_code=profile.postal_code,
-            state=profile.state,
-            country=profile.country,
-        )
-    return CustomerDetails(name=name, email=email, address=address, tax_id=profile.tax_id)
-
-
-def gateway_customer_ensure(profile: BillingProfile) -> str:
-    """The payer's customer at the gateway, created once (the idempotency key is the profile)."""
-    if profile.gateway_customer_id:
-        return profile.gateway_customer_id
-    payer = (
-        {"organization_id": str(profile.organization_id)}
-        if profile.organization_id
-        else {"user_id": str(profile.user_id)}
-    )
-    customer_id = get_gateway().customer_create(
-        details=customer_details(profile),
-        metadata={"billing_profile_id": str(profile.pk), **payer},
-        idempotency_key=f"billing-profile-{profile.pk}-customer",
-    )
-    with transaction.atomic():
-        BillingProfile.objects.filter(pk=profile.pk, gateway_customer_id="").update(
-            gateway_customer_id=customer_id
-        )
-    profile.refresh_from_db(fields=["gateway_customer_id"])
-    return profile.gateway_customer_id
 
 
 # Invoices: the local copy
@@ -225,48 +160,6 @@ def invoices_resync(*, profile: BillingProfile) -> int:
     return len(invoices)
 
 
-# Billing details
-
-BILLING_DETAIL_FIELDS = (
-    "company_name",
-    "billing_email",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postal_code",
-    "state",
-    "country",
-    "tax_id",
-)
-
-
-def billing_details_update(
-    *, actor: User, organization: Organization, **details: str
-) -> BillingProfile:
-    """Save the details that appear on invoices, then push them to the gateway customer. The
-    gateway is called after the commit: a GatewayError leaves the details saved here."""
-    unknown = set(details) - set(BILLING_DETAIL_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown billing details: {sorted(unknown)}")
-    with transaction.atomic():
-        profile = billing_profile_for(organization=organization)
-        changed = [name for name, value in details.items() if getattr(profile, name) != value]
-        for name in changed:
-            setattr(profile, name, details[name])
-        if changed:
-            profile.save(update_fields=changed)
-            audit_record(
-                organization=organization,
-                actor=actor,
-                action="billing.details_update",
-                target=profile.company_name or organization.name,
-                fields=changed,
-            )
-    customer_id = gateway_customer_ensure(profile)
-    get_gateway().customer_update(customer_id=customer_id, details=customer_details(profile))
-    return profile
-
-
 # Pay now
 
 
@@ -332,14 +225,6 @@ def invoices_pay_now(*, actor: User, organization: Organization) -> PayNowResult
 # Reads from the gateway (never inside a transaction)
 
 
-def saved_card(*, organization: Organization) -> gateway.PaymentMethod | None:
-    """The card the gateway charges, or None (no customer or no card yet)."""
-    profile = BillingProfile.objects.filter(organization=organization).first()
-    if profile is None or not profile.gateway_customer_id:
-        return None
-    return get_gateway().payment_method_default(customer_id=profile.gateway_customer_id)
-
-
 @dataclass(frozen=True)
 class Renewal:
     at: datetime
@@ -367,10 +252,3 @@ def upcoming_renewal(*, organization: Organization) -> Renewal | None:
         amount=subscription.unit_amount * subscription.quantity,
         quantity=subscription.quantity,
     )
-
-
-def payment_method_update_url(*, organization: Organization, return_url: str) -> str:
-    """Where the customer replaces the saved card: the Customer Portal with Stripe, the
-    sandbox's card page otherwise. Creates the gateway customer on first use."""
-    customer_id = gateway_customer_ensure(billing_profile_for(organization=organization))
-    return get_gateway().payment_method_update_url(customer_id=customer_id, return_url=return_url)

@@ -16,9 +16,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from accounts.models import User
+from billing import selectors as billing_selectors
+from billing import services as billing_services
+from billing.forms import BillingDetailsForm
 from invoices import selectors, services
 from invoices.exceptions import NothingToPay
-from invoices.forms import BillingDetailsForm, InvoiceFilterForm, PayNowForm
+from invoices.forms import InvoiceFilterForm, PayNowForm
 from invoices.models import Invoice
 from organizations.access import membership_for
 from organizations.models import Membership
@@ -42,7 +45,7 @@ def _billing_membership(request: HttpRequest, org_id: UUID) -> Membership:
 def _card(request: HttpRequest, membership: Membership) -> tuple[PaymentMethod | None, bool]:
     """(saved card, whether the gateway answered)."""
     try:
-        return services.saved_card(organization=membership.organization), True
+        return billing_selectors.saved_card(organization=membership.organization), True
     except GatewayError:
         messages.warning(request, "The payment provider did not answer; the card is not shown.")
         return None, False
@@ -189,13 +192,15 @@ def billing(request: HttpRequest, org_id: UUID) -> HttpResponse:
     state and its timeline."""
     membership = _billing_membership(request, org_id)
     organization = membership.organization
-    profile = services.billing_profile_for(organization=organization)
+    profile = billing_services.billing_profile_for(organization=organization)
     form = BillingDetailsForm(request.POST if request.method == "POST" else None, instance=profile)
     if request.method == "POST":
         if form.is_valid():
-            details = {name: form.cleaned_data[name] for name in services.BILLING_DETAIL_FIELDS}
+            details = {
+                name: form.cleaned_data[name] for name in billing_services.BILLING_DETAIL_FIELDS
+            }
             try:
-                services.billing_details_update(
+                billing_services.billing_details_update(
                     actor=_user(request), organization=organization, **details
                 )
             except GatewayError as error:
@@ -231,7 +236,7 @@ def payment_method(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = _billing_membership(request, org_id)
     return_url = settings.SITE_URL + reverse("org_billing", kwargs={"org_id": org_id})
     try:
-        url = services.payment_method_update_url(
+        url = billing_services.payment_method_update_url(
             organization=membership.organization, return_url=return_url
         )
     except GatewayError as error:

@@ -194,6 +194,10 @@ class BillingGateway(abc.ABC):
 
     name: str
 
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The provider's clock, which its periods, renewals and retries follow."""
+
     # Customers and payment methods
     @abc.abstractmethod
     def customer_create(

@@ -15,6 +15,7 @@ from itertools import islice
 from typing import Any
 
 import stripe
+from django.utils import timezone
 from stripe.params import (
     CustomerCreateParams,
     CustomerCreateParamsAddress,
@@ -135,6 +136,10 @@ class StripeGateway(BillingGateway):
         self._v1 = self._client.v1
 
     # Customers and payment methods
+
+    def now(self) -> datetime:
+        # Stripe's timestamps are whole seconds.
+        return timezone.now().replace(microsecond=0)
 
     def customer_create(
         self, *, details: CustomerDetails, metadata: dict[str, str], idempotency_key: str

@@ -2,7 +2,7 @@
 
 import logging
 
-from invoices.services import billing_profile_for, gateway_customer_ensure
+from billing.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Membership, Organization
 from organizations.roles import Role
 from payments.gateway import get_gateway

@@ -11,21 +11,12 @@ from uuid import UUID
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from invoices.models import BillingProfile
+from billing.clock import billing_now
+from billing.selectors import saved_card
 from organizations.models import Invitation, Membership, Organization
 from payments.gateway import PaymentMethod, get_gateway
 from seats.exceptions import NoSeatSubscription, SeatError
 from seats.models import MAX_SEATS, SEAT_ROLES, SeatChange, SeatPlan, SeatSubscription
-
-
-def gateway_now() -> datetime:
-    """The gateway's clock: real time for Stripe, the movable sandbox clock otherwise (so that a
-    demo moved forward with `sandbox_advance` prorates against its own periods)."""
-    if get_gateway().name == "sandbox":
-        from payments.sandbox import engine
-
-        return engine.now()
-    return timezone.now().replace(microsecond=0)
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -219,22 +210,6 @@ def member_has_seat(*, membership: Membership) -> bool:
 # Quotes for the confirmation pages
 
 
-def _customer_id(organization: Organization) -> str:
-    return (
-        BillingProfile.objects.filter(organization=organization)
-        .values_list("gateway_customer_id", flat=True)
-        .first()
-        or ""
-    )
-
-
-def saved_card(*, organization: Organization) -> PaymentMethod | None:
-    customer_id = _customer_id(organization)
-    if not customer_id:
-        return None
-    return get_gateway().payment_method_default(customer_id=customer_id)
-
-
 @dataclass(frozen=True)
 class PurchaseQuote:
     plan: SeatPlan
@@ -251,7 +226,7 @@ class PurchaseQuote:
 
 def seat_purchase_quote(*, organization: Organization, plan: SeatPlan, seats: int) -> PurchaseQuote:
     """What a first purchase would charge today (a full month) and when it renews."""
-    starts = gateway_now()
+    starts = billing_now()
     return PurchaseQuote(
         plan=plan,
         seats=seats,
@@ -292,7 +267,7 @@ def seat_addition_preview(*, organization: Organization, seats: int) -> Addition
         raise SeatError(
             f"A subscription holds at most {MAX_SEATS:,} seats; you have {current.quantity:,}."
         )
-    at = gateway_now()
+    at = billing_now()
     preview = gateway.subscription_preview_quantity(
         subscription_id=current.id, quantity=current.quantity + seats, proration_date=at
     )

@@ -28,9 +28,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from billing.clock import billing_now
 from billing.notify import email_billing_contacts
+from billing.services import billing_profile_for, gateway_customer_ensure
 from billing.templatetags.money import cents
-from invoices.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.gateway import (
@@ -43,7 +44,6 @@ from payments.gateway import (
 from seats.exceptions import NoSeatSubscription, PaymentFailed, SeatError, SeatsInUse, StalePreview
 from seats.models import MAX_SEATS, SeatChange, SeatPlan, SeatReceipt, SeatSubscription
 from seats.selectors import (
-    gateway_now,
     live_seat_subscription,
     occupied_seat_count,
     seat_addition_preview,
@@ -535,7 +535,7 @@ class PreviewTerms:
 
 
 def _stale(current: Subscription, terms: PreviewTerms) -> bool:
-    now = gateway_now()
+    now = billing_now()
     return (
         current.unit_amount != terms.unit_amount
         or current.current_period_end != terms.period_end

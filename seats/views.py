@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from accounts.models import User
+from billing.selectors import saved_card
 from billing.templatetags.money import cents
 from organizations.access import membership_for
 from organizations.models import Membership, Organization
@@ -393,7 +394,7 @@ def _cancel_or_resume(request: HttpRequest, org_id: UUID, *, cancel: bool) -> Ht
     card = None
     if not cancel:
         try:
-            card = selectors.saved_card(organization=organization)
+            card = saved_card(organization=organization)
         except GatewayError:
             card = None
     return _page(

@@ -95,6 +95,9 @@ class SandboxGateway(BillingGateway):
 
     # Customers and payment methods
 
+    def now(self) -> datetime:
+        return engine.now()
+
     def customer_create(
         self, *, details: CustomerDetails, metadata: dict[str, str], idempotency_key: str
     ) -> str:

@@ -19,11 +19,11 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from billing.services import billing_profile_for, gateway_customer_ensure
 from billing.templatetags.money import cents
 from credits.pricing import prices_load
 from credits.services import account_for, api_token_create, credits_purchase
 from invoices.models import Invoice
-from invoices.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Membership, Organization
 from organizations.roles import Role
 from organizations.services import invitation_create, organization_create

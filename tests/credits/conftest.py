@@ -1,8 +1,8 @@
 import pytest
 
+from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.models import CreditAccount
 from credits.services import account_for, ledger_credit
-from invoices.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Organization
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxCustomer

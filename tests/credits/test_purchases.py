@@ -5,9 +5,9 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
+from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.models import CreditAccount, LedgerEntry, Purchase
 from credits.services import account_for
-from invoices.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import AuditEvent
 from payments.models import WebhookEvent
 from payments.sandbox import engine

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 from django.core import mail
 
-from invoices.services import billing_profile_for, gateway_customer_ensure
+from billing.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Organization
 from payments.gateway import Subscription
 from payments.sandbox import engine

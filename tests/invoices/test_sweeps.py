@@ -291,7 +291,7 @@ def test_the_beat_tasks_call_the_same_sweeps(world: World) -> None:
     "name",
     [
         "admin:invoices_invoice_changelist",
-        "admin:invoices_billingprofile_changelist",
+        "admin:billing_billingprofile_changelist",
         "admin:invoices_lifecycletransition_changelist",
         "admin:invoices_organizationlifecycle_changelist",
     ],

@@ -11,8 +11,9 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from billing.services import billing_profile_for
 from invoices.models import Invoice, LifecycleTransition
-from invoices.services import billing_profile_for, invoice_kind, invoice_sync
+from invoices.services import invoice_kind, invoice_sync
 from organizations.models import Organization
 from payments import dispatch
 from payments.gateway import CardError, parse_invoice

@@ -11,9 +11,10 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.models import BillingProfile
+from billing.services import billing_profile_for
 from invoices import lifecycle
-from invoices.models import BillingProfile, Invoice
-from invoices.services import billing_profile_for
+from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
 from payments.sandbox.models import SandboxCustomer

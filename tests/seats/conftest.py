@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from invoices.services import billing_profile_for, gateway_customer_ensure
+from billing.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Organization
 from payments.sandbox import engine
 from payments.sandbox.engine import Card
