@@ -10,9 +10,10 @@ from organizations.models import Organization
 
 
 class DailyUsage(models.Model):
-    """One account's usage on one UTC day by one user, provider, model and project. Counted by
-    `analytics.rollups.usage_rollup_add` in the transaction that records each usage event, so
-    every event is in exactly one row, exactly once. Pages read these rows, never the events."""
+    """One account's usage on one UTC day by one user, provider, model and project. Counted by a
+    trigger on the usage records (migration 0003) in the transaction that records each usage
+    event, so every event is in exactly one row, exactly once. Pages read these rows, never the
+    events."""
 
     # Both foreign keys are covered by the indexes below; their own indexes would only cost writes.
     account = models.ForeignKey(

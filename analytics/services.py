@@ -1,11 +1,11 @@
-"""Writes of the analytics app: the Usage tab's visibility setting. (The rollups are written by
-`analytics.rollups`, inside the credits code's transactions.)"""
+"""Writes of the analytics app: the Usage tab's visibility setting, and what goes when an
+organization closes. (The rollups are written by a database trigger on the usage records.)"""
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from analytics.models import UsageSettings
+from analytics.models import DailyUsage, UsageSettings
 from organizations.models import Organization
 from organizations.services import audit_record
 
@@ -32,3 +32,10 @@ def usage_visibility_set(
             members_see_totals=members_see_totals,
         )
     return settings
+
+
+def organization_usage_delete(*, organization: Organization) -> dict[str, int]:
+    """Closing an organization (`dunning.closing`): its usage rollups and settings go."""
+    rollups, _ = DailyUsage.objects.filter(account__organization=organization).delete()
+    UsageSettings.objects.filter(organization=organization).delete()
+    return {"usage_rollups": rollups}

@@ -71,6 +71,7 @@ def populate() -> None:
 
 def explain() -> str:
     from invoices.lifecycle import State
+
     from organizations.models import Organization
 
     due = Organization.objects.filter(
@@ -90,7 +91,7 @@ def warm_up() -> None:
 
 
 def main() -> int:
-    from invoices import lifecycle
+    from dunning import sweeps
     from organizations.models import Organization
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -116,16 +117,16 @@ def main() -> int:
             import pstats
 
             profiler = cProfile.Profile()
-            result = profiler.runcall(lifecycle.dunning_sweep)
+            result = profiler.runcall(sweeps.dunning_sweep)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         else:
-            result = lifecycle.dunning_sweep()
+            result = sweeps.dunning_sweep()
         elapsed = time.perf_counter() - started
         suspended = Organization.objects.filter(billing_state="suspended").count()
         print(f"dunning_sweep() -> {result} in {elapsed * 1000:.0f} ms")
         print(f"suspended now: {suspended} (was {SUSPENDED})")
         started = time.perf_counter()
-        again = lifecycle.dunning_sweep()
+        again = sweeps.dunning_sweep()
         print(f"second run -> {again} in {(time.perf_counter() - started) * 1000:.1f} ms")
         ok = (
             result["suspended"] == DUE and suspended == SUSPENDED + DUE and elapsed < TARGET_SECONDS

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "credits",
     "invoices",
     "analytics",
+    "dunning",
 ]
 
 MIDDLEWARE = [
@@ -98,7 +99,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "organizations.context_processors.profiles",
-                "invoices.context_processors.billing_lifecycle",
+                "dunning.context_processors.billing_lifecycle",
             ],
         },
     },
@@ -192,18 +193,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "max_retries": 0,
 }
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "webhook-retry": {"task": "payments.tasks.webhook_events_retry", "schedule": 300},
-    "sandbox-tick": {"task": "payments.sandbox.tasks.sandbox_tick", "schedule": 60},
-    "dunning-sweep": {"task": "invoices.tasks.dunning_sweep", "schedule": 300},
-    "retention-sweep": {"task": "invoices.tasks.retention_sweep", "schedule": 3600},
-    "auto-top-up": {"task": "credits.tasks.auto_topup_sweep", "schedule": 300},
-    "reconciliation": {"task": "credits.tasks.reconciliation", "schedule": 86400},
-    "seat-resync": {"task": "seats.tasks.seat_subscriptions_resync", "schedule": 86400},
-    "sandbox-redeliver": {
-        "task": "payments.sandbox.tasks.sandbox_events_redeliver",
-        "schedule": 60,
-    },
+# Every periodic job, once: (name, Celery task, seconds between runs). The beat schedule and
+# `manage.py billing_jobs` (each job once, in this order) are both built from this list.
+PERIODIC_JOBS: tuple[tuple[str, str, int], ...] = (
+    ("sandbox_tick", "payments.sandbox.tasks.sandbox_tick", 60),
+    ("sandbox_redeliver", "payments.sandbox.tasks.sandbox_events_redeliver", 60),
+    ("webhook_retry", "payments.tasks.webhook_events_retry", 300),
+    ("auto_topup", "credits.tasks.auto_topup_sweep", 300),
+    ("dunning_sweep", "dunning.tasks.dunning_sweep", 300),
+    ("retention_sweep", "dunning.tasks.retention_sweep", 3600),
+    ("seat_resync", "seats.tasks.seat_subscriptions_resync", 86400),
+    ("reconciliation", "credits.tasks.reconciliation", 86400),
+)
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": task, "schedule": every} for name, task, every in PERIODIC_JOBS
 }
 
 LOGGING = {

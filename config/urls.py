@@ -31,4 +31,5 @@ urlpatterns = [
     path("api/", api.urls),
     path("o/<uuid:org_id>/seats/", include("seats.urls")),
     path("o/<uuid:org_id>/invoices/", include("invoices.urls")),
+    path("o/<uuid:org_id>/", include("dunning.urls")),
 ]

@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from analytics.rollups import usage_rollup_add, usage_rollups_purge
 from billing.models import BillingProfile
 from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
@@ -182,7 +181,6 @@ def usage_record(
                 cost=cost,
                 created_at=now,
             )
-            usage_rollup_add(usage=usage)
             with connection.cursor() as cursor:
                 cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
                 row = cursor.fetchone()
@@ -283,31 +281,22 @@ def credits_grant(
     return entry
 
 
-def organization_credits_purge(*, organization: Organization, reason: str) -> None:
-    """Retention: forfeit the balance with a ledger entry and delete the usage details. The
+def organization_credits_freeze(*, organization: Organization) -> dict[str, int]:
+    """Closing an organization (`dunning.closing`): the balance stays, frozen on the tombstone
+    (prepaid money is not forfeited; staff refund it or write it off with a reason); what was
+    spent on what (the usage records) is deleted, and nothing charges or alerts any more. The
     ledger's amounts stay for accounting."""
-    with transaction.atomic():
-        account = (
-            CreditAccount.objects.select_for_update().filter(organization=organization).first()
-        )
-        if account is None:
-            return
-        if account.balance > 0:
-            ledger_credit(
-                account_id=account.pk,
-                amount=-account.balance,
-                kind=LedgerEntry.Kind.EXPIRY,
-                idempotency_key=f"purge:{organization.pk}",
-                reason=reason,
-            )
-        usage_rollups_purge(account_id=account.pk)
-        UsageRecord.objects.filter(account=account).delete()
-        CreditAccount.objects.filter(pk=account.pk).update(
-            auto_topup_enabled=False,
-            low_balance_threshold=None,
-            low_balance_recipients="",
-            member_daily_limit=None,
-        )
+    account = CreditAccount.objects.select_for_update().filter(organization=organization).first()
+    if account is None:
+        return {"usage_records": 0}
+    usage_records, _ = UsageRecord.objects.filter(account=account).delete()
+    CreditAccount.objects.filter(pk=account.pk).update(
+        auto_topup_enabled=False,
+        low_balance_threshold=None,
+        low_balance_recipients="",
+        member_daily_limit=None,
+    )
+    return {"usage_records": usage_records}
 
 
 # Purchases

@@ -65,18 +65,3 @@ class PayNowForm(forms.Form):
         label="Charge the card shown above now",
         error_messages={"required": "Tick the box to confirm the charge."},
     )
-
-
-class LifecycleReasonForm(forms.Form):
-    """Staff's reason for a lifecycle action in the admin; it goes into the timeline and audit."""
-
-    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}))
-
-
-class ExtendGraceForm(LifecycleReasonForm):
-    days = forms.IntegerField(
-        min_value=1,
-        max_value=30,
-        initial=3,
-        help_text="Added to the current deadline (or to now, when suspended or already past).",
-    )

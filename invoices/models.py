@@ -1,13 +1,11 @@
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import BillingProfile
-from organizations.models import Organization
 
 
 class Invoice(models.Model):
@@ -103,46 +101,3 @@ class Invoice(models.Model):
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-class LifecycleTransition(models.Model):
-    """One move of an organization's billing state: from, to, when, why, which invoice, by whom.
-    Never updated; kept (with the organization's tombstone) after the retention purge."""
-
-    State = Organization.BillingState
-
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="lifecycle_transitions"
-    )
-    from_state = models.CharField(max_length=20, choices=State.choices)
-    to_state = models.CharField(max_length=20, choices=State.choices)
-    reason = models.CharField(max_length=300)
-    invoice = models.ForeignKey(
-        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty when the system made the move (a payment, a sweep).",
-    )
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        indexes = [models.Index(fields=["organization", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.organization_id}: {self.from_state} → {self.to_state}"
-
-
-class OrganizationLifecycle(Organization):
-    """The organization as staff see it in the admin's billing section: state, deadlines,
-    timeline, and the extend / suspend / restore actions."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "organization billing lifecycle"
-        verbose_name_plural = "organization billing lifecycles"

@@ -7,9 +7,8 @@ from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from accounts.models import User
-from invoices.models import Invoice, LifecycleTransition
-from organizations.models import Membership, Organization
+from invoices.models import Invoice
+from organizations.models import Organization
 
 # The invoices whose non-payment starts the lifecycle. Credit purchases fail in front of the
 # buyer, and a failed auto top-up turns auto top-up off instead.
@@ -77,28 +76,4 @@ def overdue_invoices(*, organization: Organization) -> QuerySet[Invoice]:
         )
         .select_related("billing_profile")
         .order_by("created", "pk")
-    )
-
-
-def lifecycle_transitions(*, organization: Organization) -> QuerySet[LifecycleTransition]:
-    """The timeline, newest first."""
-    return (
-        LifecycleTransition.objects.filter(organization=organization)
-        .select_related("invoice", "actor")
-        .order_by("-created_at", "-pk")
-    )
-
-
-def memberships_in_dunning(*, user: User) -> QuerySet[Membership]:
-    """The user's organizations in grace or suspension: the banners on every page."""
-    return (
-        Membership.objects.filter(
-            user=user,
-            organization__billing_state__in=[
-                Organization.BillingState.GRACE,
-                Organization.BillingState.SUSPENDED,
-            ],
-        )
-        .select_related("organization")
-        .order_by("organization__name")
     )

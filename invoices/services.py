@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.models import BillingProfile
-from invoices import lifecycle, selectors
+from invoices import selectors
 from invoices.exceptions import NothingToPay
 from invoices.models import Invoice
+from invoices.signals import invoice_changed
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
@@ -97,10 +98,10 @@ def _version(status: str, attempts: int, paid: int, observed_at: datetime) -> tu
 def invoice_sync(
     *, invoice: gateway.Invoice, observed_at: datetime | None = None
 ) -> Invoice | None:
-    """Create or update the local copy of a gateway invoice and let the lifecycle react to what
-    changed. A snapshot older than the stored one (a late event) changes nothing. `observed_at` is
-    the event's `created`; a record just fetched from the gateway is observed now. Returns None for
-    a customer no billing profile knows."""
+    """Create or update the local copy of a gateway invoice and tell what changed
+    (`invoice_changed`: the lifecycle reacts). A snapshot older than the stored one (a late
+    event) changes nothing. `observed_at` is the event's `created`; a record just fetched from the
+    gateway is observed now. Returns None for a customer no billing profile knows."""
     observed_at = observed_at or timezone.now()
     profile = (
         BillingProfile.objects.select_related("organization")
@@ -133,7 +134,9 @@ def invoice_sync(
         except IntegrityError:  # another worker stored it first: compare with theirs
             local = Invoice.objects.select_for_update().get(gateway_id=invoice.id)
         else:
-            lifecycle.invoice_changed(invoice=local, previous_status="", previous_attempts=0)
+            invoice_changed.send(
+                sender=Invoice, invoice=local, previous_status="", previous_attempts=0
+            )
             return local
     incoming = _version(fields["status"], invoice.attempt_count, invoice.amount_paid, observed_at)
     stored = _version(local.status, local.attempt_count, local.amount_paid, local.observed_at)
@@ -143,8 +146,11 @@ def invoice_sync(
     for name, value in fields.items():
         setattr(local, name, value)
     local.save()
-    lifecycle.invoice_changed(
-        invoice=local, previous_status=previous_status, previous_attempts=previous_attempts
+    invoice_changed.send(
+        sender=Invoice,
+        invoice=local,
+        previous_status=previous_status,
+        previous_attempts=previous_attempts,
     )
     return local
 

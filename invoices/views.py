@@ -222,7 +222,6 @@ def billing(request: HttpRequest, org_id: UUID) -> HttpResponse:
             "tab": "invoices",
             "form": form,
             "card": card,
-            "transitions": selectors.lifecycle_transitions(organization=organization)[:50],
             "overdue": list(selectors.overdue_invoices(organization=organization)),
         },
         status=400 if request.method == "POST" else 200,

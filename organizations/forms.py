@@ -18,19 +18,3 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
-
-
-class DeleteOrganizationForm(forms.Form):
-    confirm_name = forms.CharField(
-        label="Type the organization's name to confirm", max_length=100, strip=True
-    )
-
-    def __init__(self, *args: object, organization_name: str, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.organization_name = organization_name
-
-    def clean_confirm_name(self) -> str:
-        value: str = self.cleaned_data["confirm_name"]
-        if value != self.organization_name:
-            raise forms.ValidationError("That is not the organization's name.")
-        return value

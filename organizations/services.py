@@ -63,17 +63,13 @@ def organization_rename(*, actor: User, organization: Organization, name: str) -
     return organization
 
 
-@transaction.atomic
-def organization_delete(*, actor: User, organization: Organization) -> None:
-    """Owners only. The audit trail outlives it, naming what was deleted."""
-    audit_record(
-        organization=organization,
-        actor=actor,
-        action="organization.delete",
-        target=organization.name,
-        organization_id=str(organization.pk),
-    )
-    organization.delete()
+def organization_team_remove(*, organization: Organization) -> dict[str, int]:
+    """Closing an organization (`dunning.closing`): the team and its invitations go; the
+    organization row stays as a tombstone and its audit trail stays with it."""
+    memberships, _ = Membership.objects.filter(organization=organization).delete()
+    invitations, _ = Invitation.objects.filter(organization=organization).delete()
+    User.objects.filter(active_organization=organization).update(active_organization=None)
+    return {"memberships": memberships, "invitations": invitations}
 
 
 def _send_invitation(invitation: Invitation, token: str) -> None:

@@ -32,6 +32,5 @@ urlpatterns = [
     ),
     path("o/<uuid:org_id>/leave/", views.leave, name="org_leave"),
     path("o/<uuid:org_id>/settings/", views.settings_tab, name="org_settings"),
-    path("o/<uuid:org_id>/delete/", views.organization_delete, name="org_delete"),
     path("o/<uuid:org_id>/audit/", views.audit_log, name="org_audit"),
 ]

@@ -14,11 +14,10 @@ from accounts.models import User
 from organizations import selectors, services
 from organizations.access import membership_for
 from organizations.exceptions import InvitationUnusable, TeamRuleError
-from organizations.forms import DeleteOrganizationForm, InviteForm, OrganizationForm, RoleForm
+from organizations.forms import InviteForm, OrganizationForm, RoleForm
 from organizations.models import Membership
 from organizations.roles import MATRIX, Permission, Role, assignable_roles, invitable_roles
 from seats.exceptions import NoEmptySeat
-from seats.services import seats_end_with_organization
 
 
 def _user(request: HttpRequest) -> User:
@@ -275,24 +274,6 @@ def settings_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
     return render(
         request,
         "organizations/settings.html",
-        {"membership": membership, "tab": "settings", "form": form},
-    )
-
-
-@login_required
-def organization_delete(request: HttpRequest, org_id: UUID) -> HttpResponse:
-    membership = membership_for(request, org_id, permission=Permission.MANAGE_OWNERS)
-    organization = membership.organization
-    form = DeleteOrganizationForm(request.POST or None, organization_name=organization.name)
-    if request.method == "POST" and form.is_valid():
-        # The gateway first (outside the delete's transaction): no charge follows deletion.
-        seats_end_with_organization(actor=_user(request), organization=organization)
-        services.organization_delete(actor=_user(request), organization=organization)
-        messages.success(request, f"{organization.name} is deleted.")
-        return redirect("personal_profile")
-    return render(
-        request,
-        "organizations/delete.html",
         {"membership": membership, "tab": "settings", "form": form},
     )
 

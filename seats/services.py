@@ -807,8 +807,9 @@ def _set_cancel(
 
 
 def seat_subscriptions_resync() -> int:
-    """Re-fetch every seat subscription from the gateway and settle removals that a crash left
-    half-done (their held-back seats are released by what the gateway says)."""
+    """Re-fetch every seat subscription from the gateway, settle removals that a crash left
+    half-done (their held-back seats are released by what the gateway says) and end the seats of
+    closed organizations that are still renewing."""
     stale = timezone.now() - timedelta(minutes=10)
     for change in SeatChange.objects.filter(
         kind=SeatChange.Kind.REMOVE, status=SeatChange.Status.PENDING, created_at__lt=stale
@@ -840,6 +841,12 @@ def seat_subscriptions_resync() -> int:
             message="Interrupted before the payment provider answered.",
             action="seats.add_failed",
         )
+    # A closed organization whose seats could not be ended at the gateway then (dunning.closing).
+    for row in SeatSubscription.objects.filter(
+        organization__billing_state=Organization.BillingState.DELETED, cancel_at_period_end=False
+    ).select_related("organization"):
+        if row.is_live:
+            seats_end_with_organization(actor=None, organization=row.organization)
     count = 0
     for subscription_id in SeatSubscription.objects.filter(
         Q(ended_at__isnull=True) | Q(ended_at__gte=timezone.now() - timedelta(days=7))

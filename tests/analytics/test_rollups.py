@@ -10,15 +10,11 @@ from django.db import connection, connections
 from django.db.models import Sum
 
 from analytics.models import DailyUsage
-from analytics.rollups import usage_rollups_purge
+from analytics.services import organization_usage_delete
 from credits import services as credit_services
 from credits.models import CreditAccount, UsageRecord
-from credits.services import (
-    InsufficientBalance,
-    account_for,
-    organization_credits_purge,
-    usage_record,
-)
+from credits.services import InsufficientBalance, account_for, usage_record
+from dunning.closing import organization_delete
 from tests.analytics.conftest import NOW, spend
 from tests.conftest import World
 from tests.credits.conftest import fund
@@ -112,27 +108,28 @@ def test_it_uses_the_utc_day(world: World, acme: CreditAccount) -> None:
     assert days == {datetime(2026, 3, 10).date(): 1, datetime(2026, 3, 11).date(): 2}
 
 
-def test_it_purges_one_account_and_leaves_the_others(
+def test_it_deletes_one_organization_and_leaves_the_others(
     world: World, acme: CreditAccount, globex: CreditAccount
 ) -> None:
     spend(acme, world.member, cost=10)
     spend(globex, world.outsider, cost=20)
-    usage_rollups_purge(account_id=acme.pk)
+    assert organization_usage_delete(organization=world.org) == {"usage_rollups": 1}
     assert not DailyUsage.objects.filter(account=acme).exists()
     assert DailyUsage.objects.filter(account=globex).count() == 1
 
 
-def test_the_retention_purge_deletes_the_rollups_with_the_records(
+def test_closing_the_organization_deletes_the_rollups_with_the_records(
     world: World, acme: CreditAccount, globex: CreditAccount
 ) -> None:
     spend(acme, world.member, cost=10)
     spend(globex, world.outsider, cost=20)
-    organization_credits_purge(organization=world.org, reason="retention")
+    organization_delete(organization=world.org, actor=world.owner)
+    assert not UsageRecord.objects.filter(account=acme).exists()
     assert not DailyUsage.objects.filter(account=acme).exists()
     assert DailyUsage.objects.filter(account=globex).exists()
 
 
-def test_the_backfill_counts_what_the_hook_counts(world: World, acme: CreditAccount) -> None:
+def test_the_backfill_counts_what_the_trigger_counts(world: World, acme: CreditAccount) -> None:
     for days_ago, person, project in [
         (0, world.owner, "a"),
         (0, world.owner, "a"),

@@ -1,7 +1,6 @@
 """Billing worlds: Acme with a gateway customer and a seat subscription on the sandbox, and the
 helpers that run an action the way production would (commit, deliver, process, send)."""
 
-import copy
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,21 +19,10 @@ from tests.conftest import settle
 from tests.payments.sandbox_helpers import GOOD
 
 T = TypeVar("T")
-CONTEXT_PROCESSOR = "invoices.context_processors.billing_lifecycle"
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 SEAT_PRICE = 1800
 
 gateway = SandboxGateway()
-
-
-@pytest.fixture(autouse=True)
-def _lifecycle_banners(settings: Any) -> None:
-    """The banner's context processor, as config.settings lists it once it is added."""
-    templates = copy.deepcopy(settings.TEMPLATES)
-    processors = templates[0]["OPTIONS"]["context_processors"]
-    if CONTEXT_PROCESSOR not in processors:
-        processors.append(CONTEXT_PROCESSOR)
-    settings.TEMPLATES = templates
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from billing.services import billing_profile_for
-from invoices.models import Invoice, LifecycleTransition
+from dunning.models import LifecycleTransition
+from invoices.models import Invoice
 from invoices.services import invoice_kind, invoice_sync
 from organizations.models import Organization
 from payments import dispatch

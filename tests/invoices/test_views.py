@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.models import BillingProfile
 from billing.services import billing_profile_for
-from invoices import lifecycle
+from dunning import lifecycle
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
@@ -70,6 +70,7 @@ PAGES = [
     ("org_invoice_pdf", True, 302),
     ("org_billing", False, 200),
     ("org_pay_now", False, 200),
+    ("org_account_status", False, 200),
     ("org_payment_method", False, 302),
 ]
 
@@ -439,8 +440,10 @@ def test_the_grace_banner_is_on_every_page_with_the_deadline(
     )
 
 
-def test_the_billing_page_shows_the_timeline(world: World, in_grace: SandboxCustomer) -> None:
-    page = client_for(world.owner).get(url("org_billing", world)).content.decode()
+def test_the_account_status_page_shows_the_timeline(
+    world: World, in_grace: SandboxCustomer
+) -> None:
+    page = client_for(world.owner).get(url("org_account_status", world)).content.decode()
     renewal = Invoice.objects.get(billing_reason="subscription_cycle")
     assert "Grace period" in page
     assert f"2 failed payment attempts on invoice {renewal.number}" in page

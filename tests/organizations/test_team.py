@@ -111,11 +111,17 @@ def test_deleting_needs_the_name_typed(world: World) -> None:
     assert "not the organization" in response.content.decode()
     assert Organization.objects.filter(pk=world.org.pk).exists()
     client_for(world.owner).post(url, {"confirm_name": "Acme Robotics"})
-    assert not Organization.objects.filter(pk=world.org.pk).exists()
+    # A tombstone stays (dunning.closing), deleted for everyone.
+    tombstone = Organization.objects.get(pk=world.org.pk)
+    assert tombstone.billing_state == Organization.BillingState.DELETED
+    assert (
+        client_for(world.owner).get(reverse("org_overview", args=[world.org.pk])).status_code == 404
+    )
     assert not Membership.objects.filter(organization_id=world.org.pk).exists()
     event = AuditEvent.objects.get(action="organization.delete")
-    assert event.details["organization_id"] == str(world.org.pk)
-    assert Organization.objects.filter(pk=world.neighbour.pk).exists()
+    assert (event.organization_id, event.actor) == (world.org.pk, world.owner)
+    assert event.details["reason"] == "deleted by its owner owner@acme.test"
+    assert Membership.objects.filter(organization=world.neighbour).exists()
 
 
 def test_the_members_page_shows_the_permission_matrix(world: World) -> None:

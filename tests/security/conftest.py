@@ -20,7 +20,8 @@ from analytics.models import DailyUsage, UsageSettings
 from billing.models import BillingProfile
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
 from credits.services import account_for, api_token_create, credits_purchase, usage_record
-from invoices.models import Invoice, LifecycleTransition
+from dunning.models import LifecycleTransition
+from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role
 from payments.sandbox import delivery

@@ -104,6 +104,7 @@ PAGES: dict[str, Page] = {
     ),
     "org_payment_method": Page(P.MANAGE_BILLING, ok=302),
     "org_pay_now": Page(P.MANAGE_BILLING, attack={"confirm": "on"}),
+    "org_account_status": Page(P.MANAGE_BILLING),
     # Personal pages: the caller's own profile, credits, tokens and usage
     "home": Page(None, ok=302),
     "personal_profile": Page(None),

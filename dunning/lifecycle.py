@@ -21,12 +21,12 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing.clock import billing_now
-from billing.notify import email_after_commit, email_billing_contacts
-from billing.selectors import billing_contacts
+from billing.notify import email_billing_contacts
+from dunning.exceptions import LifecycleError
+from dunning.models import LifecycleTransition
 from invoices import selectors
-from invoices.exceptions import LifecycleError
-from invoices.models import Invoice, LifecycleTransition
-from organizations.models import Invitation, Membership, Organization
+from invoices.models import Invoice
+from organizations.models import Organization
 from organizations.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -34,24 +34,23 @@ logger = logging.getLogger(__name__)
 State = Organization.BillingState
 
 # Which moves exist. grace → grace is staff extending the deadline; suspended → grace is staff
-# giving a suspended organization more time.
+# giving a suspended organization more time; → deleted from any state is closing it
+# (`dunning.closing`: the owner's delete, or the retention purge of a suspended organization).
 ALLOWED: dict[str, frozenset[str]] = {
-    State.ACTIVE: frozenset({State.GRACE, State.SUSPENDED}),
-    State.GRACE: frozenset({State.ACTIVE, State.GRACE, State.SUSPENDED}),
+    State.ACTIVE: frozenset({State.GRACE, State.SUSPENDED, State.DELETED}),
+    State.GRACE: frozenset({State.ACTIVE, State.GRACE, State.SUSPENDED, State.DELETED}),
     State.SUSPENDED: frozenset({State.ACTIVE, State.GRACE, State.DELETED}),
     State.DELETED: frozenset(),
 }
-
-GRACE_REMINDER_BEFORE = timedelta(hours=24)
-DELETION_NOTICE_DAYS = (7, 1)
-SWEEP_BATCH = 1000
 
 
 def _link(name: str, organization: Organization) -> str:
     return settings.SITE_URL + reverse(name, kwargs={"org_id": organization.pk})
 
 
-def _email(organization: Organization, subject: str, template: str, **context: Any) -> None:
+def email_lifecycle(
+    organization: Organization, subject: str, template: str, **context: Any
+) -> None:
     email_billing_contacts(
         organization=organization,
         subject=subject,
@@ -65,7 +64,7 @@ def _email(organization: Organization, subject: str, template: str, **context: A
     )
 
 
-def _transition(
+def transition_claim(
     *,
     organization: Organization,
     to_state: str,
@@ -145,7 +144,7 @@ def organization_grace_start(
 ) -> LifecycleTransition | None:
     """Repeated failure on a seat invoice: active → grace until now + BILLING_GRACE_PERIOD."""
     now = now or billing_now()
-    return _transition(
+    return transition_claim(
         organization=organization,
         to_state=State.GRACE,
         action="billing.grace_start",
@@ -171,7 +170,7 @@ def organization_grace_extend(
             "only an organization in grace or suspension has a deadline to extend."
         )
     start = max(organization.grace_ends_at or now, now)
-    transition = _transition(
+    transition = transition_claim(
         organization=organization,
         to_state=State.GRACE,
         action="billing.grace_extend",
@@ -200,7 +199,7 @@ def organization_suspend(
     deleted; the API refuses and only billing pages stay open."""
     now = now or billing_now()
     overdue = list(selectors.overdue_invoices(organization=organization))
-    transition = _transition(
+    transition = transition_claim(
         organization=organization,
         to_state=State.SUSPENDED,
         action="billing.suspend",
@@ -212,7 +211,7 @@ def organization_suspend(
         where=Q(grace_ends_at__lte=now) if due_only else None,
     )
     if transition is not None:
-        _email(
+        email_lifecycle(
             organization,
             f"{organization.name} is suspended: payment is overdue",
             "billing_suspended.txt",
@@ -232,7 +231,7 @@ def organization_restore(
     now: datetime | None = None,
 ) -> LifecycleTransition | None:
     """Paid (or staff said so): grace or suspended → active, at once."""
-    transition = _transition(
+    transition = transition_claim(
         organization=organization,
         to_state=State.ACTIVE,
         action="billing.restore",
@@ -243,59 +242,12 @@ def organization_restore(
         invoice=invoice,
     )
     if transition is not None:
-        _email(
+        email_lifecycle(
             organization,
             f"{organization.name} is active again",
             "billing_restored.txt",
             reason=reason,
         )
-    return transition
-
-
-def _credits_purge() -> Any:
-    try:
-        from credits.services import organization_credits_purge
-    except ImportError:  # the credits app has no accounts yet: nothing to forfeit
-        return None
-    return organization_credits_purge
-
-
-@transaction.atomic
-def organization_purge(
-    *, organization: Organization, now: datetime | None = None
-) -> LifecycleTransition | None:
-    """Suspended for BILLING_RETENTION_PERIOD: delete the organization's data — team, invitations,
-    credits and usage (the balance forfeited with a ledger entry) — and keep what accounting
-    needs: the organization row as a tombstone (name, dates, state `deleted`), its invoices and
-    billing profile, the ledger, the transition log and the audit trail. Safe to run twice."""
-    now = now or billing_now()
-    recipients = billing_contacts(organization)
-    reason = f"suspended for {settings.BILLING_RETENTION_PERIOD.days} days without payment"
-    transition = _transition(
-        organization=organization,
-        to_state=State.DELETED,
-        action="billing.purge",
-        reason=reason,
-        now=now,
-        allowed_from={State.SUSPENDED},
-        where=Q(suspended_at__lte=now - settings.BILLING_RETENTION_PERIOD),
-    )
-    if transition is None:
-        return None
-    purge_credits = _credits_purge()
-    if purge_credits is not None:
-        purge_credits(organization=organization, reason=reason)
-    memberships, _ = Membership.objects.filter(organization=organization).delete()
-    invitations, _ = Invitation.objects.filter(organization=organization).delete()
-    User.objects.filter(active_organization=organization).update(active_organization=None)
-    transition.details = {"memberships": memberships, "invitations": invitations}
-    transition.save(update_fields=["details"])
-    email_after_commit(
-        recipients=recipients,
-        subject=f"{organization.name}'s data has been deleted",
-        template="emails/billing_deleted.txt",
-        context={"organization": organization, "reason": reason},
-    )
     return transition
 
 
@@ -323,7 +275,7 @@ def invoice_changed(*, invoice: Invoice, previous_status: str, previous_attempts
         if invoice.attempt_count >= settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE:
             grace = organization_grace_start(organization=organization, invoice=invoice)
         organization.refresh_from_db()
-        _email(
+        email_lifecycle(
             organization,
             f"Payment failed for {organization.name}: invoice {invoice.display_number}",
             "billing_payment_failed.txt",
@@ -341,129 +293,3 @@ def invoice_changed(*, invoice: Invoice, previous_status: str, previous_attempts
             reason=f"invoice {invoice.display_number} {verb}",
             invoice=invoice,
         )
-
-
-# The sweeps
-
-
-def _each(organizations: Iterable[Organization], work: Any) -> tuple[int, int]:
-    """Run `work` per organization in its own transaction; one failure does not stop the rest."""
-    done = failed = 0
-    for organization in organizations:
-        try:
-            if work(organization):
-                done += 1
-        except Exception:
-            failed += 1
-            logger.exception("billing sweep failed for organization %s", organization.pk)
-    return done, failed
-
-
-def _grace_remind(organization: Organization, now: datetime) -> bool:
-    with transaction.atomic():
-        claimed = Organization.objects.filter(
-            pk=organization.pk,
-            billing_state=State.GRACE,
-            grace_ends_at=organization.grace_ends_at,
-            grace_reminder_sent_at__isnull=True,
-        ).update(grace_reminder_sent_at=now)
-        if claimed:
-            _email(
-                organization,
-                f"{organization.name} will be suspended in 24 hours",
-                "billing_grace_reminder.txt",
-                deadline=organization.grace_ends_at,
-                overdue=list(selectors.overdue_invoices(organization=organization)),
-            )
-    return bool(claimed)
-
-
-def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Every 5 minutes: the reminder 24 hours before grace ends, then suspension when it has
-    ended unpaid. Reads only organizations in grace, through the partial index."""
-    now = now or billing_now()
-    in_grace = Organization.objects.filter(billing_state=State.GRACE)
-    reminders = in_grace.filter(
-        grace_ends_at__lte=now + GRACE_REMINDER_BEFORE,
-        grace_ends_at__gt=now,
-        grace_reminder_sent_at__isnull=True,
-    ).order_by("grace_ends_at")[:SWEEP_BATCH]
-    reminded, failed_reminders = _each(reminders, lambda org: _grace_remind(org, now))
-    due = in_grace.filter(grace_ends_at__lte=now).order_by("grace_ends_at")[:SWEEP_BATCH]
-    suspended, failed = _each(
-        due,
-        lambda org: organization_suspend(
-            organization=org,
-            reason="grace period ended without payment",
-            now=now,
-            due_only=True,
-        ),
-    )
-    return {"reminded": reminded, "suspended": suspended, "failed": failed + failed_reminders}
-
-
-def _deletion_notice(organization: Organization, now: datetime) -> bool:
-    deletion_at = organization.deletion_due_at
-    assert deletion_at is not None
-    retention = settings.BILLING_RETENTION_PERIOD
-    due = [
-        days
-        for days in DELETION_NOTICE_DAYS
-        if timedelta(days=days) < retention and deletion_at - timedelta(days=days) <= now
-    ]
-    if not due:
-        return False
-    days = min(due)
-    with transaction.atomic():
-        claimed = (
-            Organization.objects.filter(
-                pk=organization.pk,
-                billing_state=State.SUSPENDED,
-                suspended_at=organization.suspended_at,
-            )
-            .filter(Q(deletion_notice_days__isnull=True) | Q(deletion_notice_days__gt=days))
-            .update(deletion_notice_days=days)
-        )
-        if claimed:
-            _email(
-                organization,
-                f"{organization.name}'s data will be deleted in {days} "
-                f"day{'s' if days != 1 else ''}",
-                "billing_deletion_warning.txt",
-                days=days,
-                deletion_at=deletion_at,
-                overdue=list(selectors.overdue_invoices(organization=organization)),
-            )
-    return bool(claimed)
-
-
-def _purge(organization: Organization, now: datetime) -> LifecycleTransition | None:
-    """Purge, then end the seat subscription at the gateway (outside the purge's transaction):
-    a deleted organization is charged no more."""
-    from seats.services import seats_end_with_organization
-
-    transition = organization_purge(organization=organization, now=now)
-    if transition is not None:
-        seats_end_with_organization(actor=None, organization=organization)
-    return transition
-
-
-def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Hourly: the notices 7 days and 1 day before deletion, then the purge of organizations
-    suspended for BILLING_RETENTION_PERIOD. Reads only suspended organizations (partial index)."""
-    now = now or billing_now()
-    retention = settings.BILLING_RETENTION_PERIOD
-    suspended = Organization.objects.filter(billing_state=State.SUSPENDED)
-    first_notice = max(DELETION_NOTICE_DAYS)
-    noticeable = (
-        suspended.filter(
-            suspended_at__lte=now - retention + timedelta(days=first_notice),
-            suspended_at__gt=now - retention,
-        )
-        .filter(Q(deletion_notice_days__isnull=True) | Q(deletion_notice_days__gt=1))
-        .order_by("suspended_at")[:SWEEP_BATCH]
-    )
-    warned, failed_notices = _each(noticeable, lambda org: _deletion_notice(org, now))
-    due = suspended.filter(suspended_at__lte=now - retention).order_by("suspended_at")
-    purged, failed = _each(due[:SWEEP_BATCH], lambda org: _purge(org, now))
-    return {"warned": warned, "purged": purged, "failed": failed + failed_notices}

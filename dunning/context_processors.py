@@ -2,7 +2,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from invoices.selectors import memberships_in_dunning
+from dunning.selectors import memberships_in_dunning
 from organizations.roles import Permission, allows
 
 

@@ -2,14 +2,14 @@
 
 from celery import shared_task
 
-from invoices import lifecycle
+from dunning import sweeps
 
 
 @shared_task
 def dunning_sweep() -> dict[str, int]:
-    return lifecycle.dunning_sweep()
+    return sweeps.dunning_sweep()
 
 
 @shared_task
 def retention_sweep() -> dict[str, int]:
-    return lifecycle.retention_sweep()
+    return sweeps.retention_sweep()

@@ -9,8 +9,9 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 
-from invoices import lifecycle
-from invoices.models import Invoice, LifecycleTransition
+from dunning import sweeps
+from dunning.models import LifecycleTransition
+from invoices.models import Invoice
 from organizations.access import api_membership_for
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from payments.sandbox import engine
@@ -45,12 +46,7 @@ def renewal_fails_twice(step: Step, traveller: Any, renewal: Any) -> tuple[Any, 
     return first_failure, first_failure + timedelta(days=1, seconds=30)
 
 
-def test_the_whole_timeline(world: World, step: Step, monkeypatch: pytest.MonkeyPatch) -> None:
-    purged: list[tuple[Organization, str]] = []
-    monkeypatch.setattr(
-        "credits.services.organization_credits_purge",
-        lambda *, organization, reason: purged.append((organization, reason)),
-    )
+def test_the_whole_timeline(world: World, step: Step) -> None:
     InvitationFactory(organization=world.org, email="later@acme.test")
     neighbours_memberships = Membership.objects.filter(organization=world.neighbour).count()
     contacts = sorted([world.owner.email, world.billing.email])
@@ -83,20 +79,20 @@ def test_the_whole_timeline(world: World, step: Step, monkeypatch: pytest.Monkey
         mail.outbox.clear()
         traveller.move_to(grace_start + timedelta(days=2, hours=1))
         tick(step)  # the sandbox's retry on day 3 fails too: another failure email
-        step(lifecycle.dunning_sweep)
-        step(lifecycle.dunning_sweep)
+        step(sweeps.dunning_sweep)
+        step(sweeps.dunning_sweep)
         assert subjects().count("Acme Robotics will be suspended in 24 hours") == 1
 
         # At 2 days 23 hours: still grace.
         traveller.move_to(grace_start + timedelta(days=2, hours=23))
-        step(lifecycle.dunning_sweep)
+        step(sweeps.dunning_sweep)
         assert state(world) == State.GRACE
 
         # Past 3 days: suspended; the API refuses; members get the suspension page.
         mail.outbox.clear()
         traveller.move_to(grace_start + timedelta(days=3, minutes=1))
         suspended_at = grace_start + timedelta(days=3, minutes=1)
-        assert step(lifecycle.dunning_sweep) == {"reminded": 0, "suspended": 1, "failed": 0}
+        assert step(sweeps.dunning_sweep) == {"reminded": 0, "suspended": 1, "failed": 0}
         assert state(world) == State.SUSPENDED
         assert world.org.suspended_at == suspended_at
         assert subjects() == ["Acme Robotics is suspended: payment is overdue"]
@@ -145,27 +141,27 @@ def test_the_whole_timeline(world: World, step: Step, monkeypatch: pytest.Monkey
         _, grace_again = renewal_fails_twice(step, traveller, T0.replace(month=5))
         assert state(world) == State.GRACE
         traveller.move_to(grace_again + timedelta(days=3, minutes=1))
-        step(lifecycle.dunning_sweep)
+        step(sweeps.dunning_sweep)
         assert state(world) == State.SUSPENDED
         suspended_again = world.org.suspended_at
         assert suspended_again is not None
 
         mail.outbox.clear()
         traveller.move_to(suspended_again + timedelta(days=23, minutes=1))
-        step(lifecycle.retention_sweep)
-        step(lifecycle.retention_sweep)
+        step(sweeps.retention_sweep)
+        step(sweeps.retention_sweep)
         traveller.move_to(suspended_again + timedelta(days=29, minutes=1))
-        step(lifecycle.retention_sweep)
+        step(sweeps.retention_sweep)
         assert subjects() == [
             "Acme Robotics's data will be deleted in 7 days",
             "Acme Robotics's data will be deleted in 1 day",
         ]
         traveller.move_to(suspended_again + timedelta(days=30) - timedelta(minutes=1))
-        assert step(lifecycle.retention_sweep) == {"warned": 0, "purged": 0, "failed": 0}
+        assert step(sweeps.retention_sweep) == {"warned": 0, "purged": 0, "failed": 0}
 
         traveller.move_to(suspended_again + timedelta(days=30, minutes=1))
-        assert step(lifecycle.retention_sweep) == {"warned": 0, "purged": 1, "failed": 0}
-        assert step(lifecycle.retention_sweep) == {"warned": 0, "purged": 0, "failed": 0}
+        assert step(sweeps.retention_sweep) == {"warned": 0, "purged": 1, "failed": 0}
+        assert step(sweeps.retention_sweep) == {"warned": 0, "purged": 0, "failed": 0}
 
     # Exactly what accounting needs is left: the tombstone, invoices, the timeline, the audit.
     tombstone = Organization.objects.get(pk=world.org.pk)
@@ -174,9 +170,14 @@ def test_the_whole_timeline(world: World, step: Step, monkeypatch: pytest.Monkey
     assert tombstone.suspended_at == suspended_again
     assert not Membership.objects.filter(organization=tombstone).exists()
     assert not Invitation.objects.filter(organization=tombstone).exists()
-    assert [(o.pk, r) for o, r in purged] == [
-        (tombstone.pk, "suspended for 30 days without payment")
-    ]
+    purge = LifecycleTransition.objects.get(organization=tombstone, to_state=State.DELETED)
+    assert purge.reason == "suspended for 30 days without payment"
+    assert purge.details == {
+        "memberships": 4,
+        "invitations": 1,
+        "usage_records": 0,
+        "usage_rollups": 0,
+    }
     assert list(Invoice.objects.order_by("created").values_list("kind", "status")) == [
         ("seat_subscription", "paid"),
         ("seat_subscription", "paid"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.management import CommandError, call_command
@@ -15,9 +16,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from invoices import jobs, lifecycle, tasks
-from invoices.exceptions import LifecycleError
-from invoices.models import Invoice, LifecycleTransition
+from dunning import lifecycle, sweeps, tasks
+from dunning.exceptions import LifecycleError
+from dunning.models import LifecycleTransition
+from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
 from payments.sandbox import engine
 from tests.conftest import World
@@ -72,12 +74,12 @@ def test_a_sweep_takes_the_same_queries_for_10_or_1000_active_organizations(
 ) -> None:
     Organization.objects.bulk_create(Organization(name=f"Org {n}") for n in range(10))
     with django_assert_max_num_queries(3):
-        assert lifecycle.dunning_sweep() == {"reminded": 0, "suspended": 0, "failed": 0}
+        assert sweeps.dunning_sweep() == {"reminded": 0, "suspended": 0, "failed": 0}
     Organization.objects.bulk_create(Organization(name=f"More {n}") for n in range(1000))
     with django_assert_max_num_queries(3):
-        lifecycle.dunning_sweep()
+        sweeps.dunning_sweep()
     with django_assert_max_num_queries(3):
-        assert lifecycle.retention_sweep() == {"warned": 0, "purged": 0, "failed": 0}
+        assert sweeps.retention_sweep() == {"warned": 0, "purged": 0, "failed": 0}
 
 
 def test_a_suspension_happens_once_however_often_it_is_asked(world: World) -> None:
@@ -152,12 +154,12 @@ def test_grace_reminder_comes_again_after_staff_extend_the_grace(
     now = timezone.now()
     in_grace(world.org, now + timedelta(hours=23))
     with django_capture_on_commit_callbacks(execute=True):
-        assert lifecycle.dunning_sweep(now=now)["reminded"] == 1
+        assert sweeps.dunning_sweep(now=now)["reminded"] == 1
         lifecycle.organization_grace_extend(
             organization=world.org, actor=world.owner, reason="promised to pay", days=2
         )
-        assert lifecycle.dunning_sweep(now=now)["reminded"] == 0
-        assert lifecycle.dunning_sweep(now=now + timedelta(days=2))["reminded"] == 1
+        assert sweeps.dunning_sweep(now=now)["reminded"] == 0
+        assert sweeps.dunning_sweep(now=now + timedelta(days=2))["reminded"] == 1
     assert subjects().count("Acme Robotics will be suspended in 24 hours") == 2
 
 
@@ -168,8 +170,8 @@ def test_a_short_retention_sends_no_seven_day_notice(
     now = timezone.now()
     suspended(world.org, now - timedelta(days=4, hours=1))
     with django_capture_on_commit_callbacks(execute=True):
-        assert lifecycle.retention_sweep(now=now)["warned"] == 1
-        assert lifecycle.retention_sweep(now=now)["warned"] == 0
+        assert sweeps.retention_sweep(now=now)["warned"] == 1
+        assert sweeps.retention_sweep(now=now)["warned"] == 0
     assert subjects() == ["Acme Robotics's data will be deleted in 1 day"]
 
 
@@ -186,7 +188,7 @@ def staff() -> Client:
 
 def admin_action(staff: Client, organization: Organization, action: str, **data: Any) -> Any:
     return staff.post(
-        reverse("admin:invoices_organizationlifecycle_changelist"),
+        reverse("admin:dunning_organizationlifecycle_changelist"),
         {"action": action, "_selected_action": [str(organization.pk)], **data},
     )
 
@@ -253,7 +255,7 @@ def test_staff_cannot_restore_an_active_organization(world: World, staff: Client
 def test_the_admin_shows_the_timeline(world: World, staff: Client) -> None:
     lifecycle.organization_suspend(organization=world.org, reason="Chargeback")
     page = staff.get(
-        reverse("admin:invoices_organizationlifecycle_change", args=[world.org.pk])
+        reverse("admin:dunning_organizationlifecycle_change", args=[world.org.pk])
     ).content.decode()
     assert "Timeline" in page
     assert "Chargeback" in page
@@ -262,12 +264,16 @@ def test_the_admin_shows_the_timeline(world: World, staff: Client) -> None:
 # One code path for beat and the command
 
 
-def test_billing_jobs_runs_every_sweep_once(world: World) -> None:
+def test_billing_jobs_runs_every_beat_job_once(world: World) -> None:
     in_grace(world.org, timezone.now() - timedelta(seconds=1))
     out = StringIO()
     call_command("billing_jobs", stdout=out)
     lines = out.getvalue().splitlines()
-    assert [line.split(":")[0] for line in lines] == [name for name, _ in jobs.JOBS]
+    beat = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    ran = [line.split(":")[0] for line in lines]
+    assert ran == [name for name, _, _ in settings.PERIODIC_JOBS]
+    assert {task for name, task, _ in settings.PERIODIC_JOBS if name in ran} == beat
+    assert len(beat) == 8
     assert "dunning_sweep: {'reminded': 0, 'suspended': 1, 'failed': 0}" in lines
     world.org.refresh_from_db()
     assert world.org.billing_state == State.SUSPENDED
@@ -292,8 +298,8 @@ def test_the_beat_tasks_call_the_same_sweeps(world: World) -> None:
     [
         "admin:invoices_invoice_changelist",
         "admin:billing_billingprofile_changelist",
-        "admin:invoices_lifecycletransition_changelist",
-        "admin:invoices_organizationlifecycle_changelist",
+        "admin:dunning_lifecycletransition_changelist",
+        "admin:dunning_organizationlifecycle_changelist",
     ],
 )
 def test_the_admin_lists_open(world: World, staff: Client, name: str) -> None:

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DunningConfig(AppConfig):
+    name = "dunning"
+
+    def ready(self) -> None:
+        from dunning import receivers  # noqa: F401 - the lifecycle hears of every invoice change

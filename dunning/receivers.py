@@ -1,0 +1,16 @@
+from typing import Any
+
+from django.dispatch import receiver
+
+from dunning import lifecycle
+from invoices.models import Invoice
+from invoices.signals import invoice_changed
+
+
+@receiver(invoice_changed, dispatch_uid="dunning.invoice_changed")
+def _invoice_changed(
+    sender: Any, *, invoice: Invoice, previous_status: str, previous_attempts: int, **_: Any
+) -> None:
+    lifecycle.invoice_changed(
+        invoice=invoice, previous_status=previous_status, previous_attempts=previous_attempts
+    )

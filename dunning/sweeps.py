@@ -1,0 +1,137 @@
+"""The lifecycle's periodic work: reminders and suspension when grace ends, deletion notices and
+the retention purge. Each reads only the organizations in grace or suspension (partial indexes)."""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from billing.clock import billing_now
+from dunning.closing import organization_purge
+from dunning.lifecycle import State, email_lifecycle, organization_suspend
+from invoices import selectors
+from organizations.models import Organization
+
+logger = logging.getLogger(__name__)
+
+GRACE_REMINDER_BEFORE = timedelta(hours=24)
+DELETION_NOTICE_DAYS = (7, 1)
+SWEEP_BATCH = 1000
+
+
+def _each(organizations: Iterable[Organization], work: Any) -> tuple[int, int]:
+    """Run `work` per organization in its own transaction; one failure does not stop the rest."""
+    done = failed = 0
+    for organization in organizations:
+        try:
+            if work(organization):
+                done += 1
+        except Exception:
+            failed += 1
+            logger.exception("billing sweep failed for organization %s", organization.pk)
+    return done, failed
+
+
+def _grace_remind(organization: Organization, now: datetime) -> bool:
+    with transaction.atomic():
+        claimed = Organization.objects.filter(
+            pk=organization.pk,
+            billing_state=State.GRACE,
+            grace_ends_at=organization.grace_ends_at,
+            grace_reminder_sent_at__isnull=True,
+        ).update(grace_reminder_sent_at=now)
+        if claimed:
+            email_lifecycle(
+                organization,
+                f"{organization.name} will be suspended in 24 hours",
+                "billing_grace_reminder.txt",
+                deadline=organization.grace_ends_at,
+                overdue=list(selectors.overdue_invoices(organization=organization)),
+            )
+    return bool(claimed)
+
+
+def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Every 5 minutes: the reminder 24 hours before grace ends, then suspension when it has
+    ended unpaid. Reads only organizations in grace, through the partial index."""
+    now = now or billing_now()
+    in_grace = Organization.objects.filter(billing_state=State.GRACE)
+    reminders = in_grace.filter(
+        grace_ends_at__lte=now + GRACE_REMINDER_BEFORE,
+        grace_ends_at__gt=now,
+        grace_reminder_sent_at__isnull=True,
+    ).order_by("grace_ends_at")[:SWEEP_BATCH]
+    reminded, failed_reminders = _each(reminders, lambda org: _grace_remind(org, now))
+    due = in_grace.filter(grace_ends_at__lte=now).order_by("grace_ends_at")[:SWEEP_BATCH]
+    suspended, failed = _each(
+        due,
+        lambda org: organization_suspend(
+            organization=org,
+            reason="grace period ended without payment",
+            now=now,
+            due_only=True,
+        ),
+    )
+    return {"reminded": reminded, "suspended": suspended, "failed": failed + failed_reminders}
+
+
+def _deletion_notice(organization: Organization, now: datetime) -> bool:
+    deletion_at = organization.deletion_due_at
+    assert deletion_at is not None
+    retention = settings.BILLING_RETENTION_PERIOD
+    due = [
+        days
+        for days in DELETION_NOTICE_DAYS
+        if timedelta(days=days) < retention and deletion_at - timedelta(days=days) <= now
+    ]
+    if not due:
+        return False
+    days = min(due)
+    with transaction.atomic():
+        claimed = (
+            Organization.objects.filter(
+                pk=organization.pk,
+                billing_state=State.SUSPENDED,
+                suspended_at=organization.suspended_at,
+            )
+            .filter(Q(deletion_notice_days__isnull=True) | Q(deletion_notice_days__gt=days))
+            .update(deletion_notice_days=days)
+        )
+        if claimed:
+            email_lifecycle(
+                organization,
+                f"{organization.name}'s data will be deleted in {days} "
+                f"day{'s' if days != 1 else ''}",
+                "billing_deletion_warning.txt",
+                days=days,
+                deletion_at=deletion_at,
+                overdue=list(selectors.overdue_invoices(organization=organization)),
+            )
+    return bool(claimed)
+
+
+def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Hourly: the notices 7 days and 1 day before deletion, then the purge of organizations
+    suspended for BILLING_RETENTION_PERIOD. Reads only suspended organizations (partial index)."""
+    now = now or billing_now()
+    retention = settings.BILLING_RETENTION_PERIOD
+    suspended = Organization.objects.filter(billing_state=State.SUSPENDED)
+    first_notice = max(DELETION_NOTICE_DAYS)
+    noticeable = (
+        suspended.filter(
+            suspended_at__lte=now - retention + timedelta(days=first_notice),
+            suspended_at__gt=now - retention,
+        )
+        .filter(Q(deletion_notice_days__isnull=True) | Q(deletion_notice_days__gt=1))
+        .order_by("suspended_at")[:SWEEP_BATCH]
+    )
+    warned, failed_notices = _each(noticeable, lambda org: _deletion_notice(org, now))
+    due = suspended.filter(suspended_at__lte=now - retention).order_by("suspended_at")
+    purged, failed = _each(
+        due[:SWEEP_BATCH], lambda org: organization_purge(organization=org, now=now)
+    )
+    return {"warned": warned, "purged": purged, "failed": failed + failed_notices}

@@ -1,0 +1,3 @@
+"""The lifecycle's tests run in the billing worlds of tests/invoices."""
+
+from tests.invoices.conftest import _empty_outbox, step  # noqa: F401 - fixtures
