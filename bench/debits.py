@@ -1,6 +1,6 @@
 """Debits per second on ONE hot organization account.
 
-`credits.services.usage_record` (the service, through the ORM) beside a raw-SQL baseline: plain
+`credits.services.usage_debit` (the service, through the ORM) beside a raw-SQL baseline: plain
 psycopg sending the same statements (the two INSERTs, the rollup upsert and the conditional
 UPDATE … RETURNING, in
 one transaction). Each runs with 1, 4 and 16 worker processes, each with its own connection, for
@@ -89,13 +89,13 @@ def _baseline_matches_models() -> None:
 def _service_debit(account_id: int, user_id: int) -> Callable[[str], None]:
     from accounts.models import User
     from credits.models import CreditAccount
-    from credits.services import usage_record
+    from credits.services import usage_debit
 
     account = CreditAccount.objects.get(pk=account_id)
     user = User.objects.get(pk=user_id)
 
     def debit(request_id: str) -> None:
-        usage_record(
+        usage_debit(
             account=account,
             user=user,
             cost=COST,

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "invoices",
     "analytics",
     "dunning",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -18,11 +18,20 @@ from pydantic import field_validator
 from pydantic_core import to_jsonable_python
 
 from credits import services
+from credits.exceptions import (
+    DailyLimitReached,
+    InsufficientBalance,
+    NoSeat,
+    NotASpender,
+    OrganizationSuspended,
+    UnknownModel,
+)
 from credits.models import ApiToken, CreditAccount, UsageRecord
-from credits.pricing import price_in_force, prices_in_force, usage_cost
+from credits.pricing import prices_in_force
+from credits.selectors import spend_check
+from credits.services import Tokens
 from organizations.access import api_membership_for
 from organizations.models import Membership
-from organizations.roles import Permission, allows
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKENS = 100_000_000  # per request and kind: far above any model's context window
@@ -298,27 +307,6 @@ def balance(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _spend_check(membership: Membership | None) -> None:
-    if membership is None:
-        return
-    if not allows(membership.role, Permission.SPEND_CREDITS):
-        raise ApiProblem(403, "forbidden", message="Billing managers do not spend credits.")
-    organization = membership.organization
-    if getattr(organization, "billing_state", "active") == "suspended":
-        raise ApiProblem(
-            402,
-            "organization_suspended",
-            message="The organization is suspended for non-payment; an owner or billing "
-            "manager can restore it by paying the open invoice.",
-        )
-    try:
-        from seats.selectors import member_has_seat
-    except ImportError:
-        return
-    if not member_has_seat(membership=membership):
-        raise ApiProblem(403, "no_seat", message="You have no seat in this organization.")
-
-
 @api.post(
     "/usage",
     response={
@@ -333,44 +321,39 @@ def _spend_check(membership: Membership | None) -> None:
 )
 def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
     membership, account = _profile(request)
-    _spend_check(membership)
-    price = price_in_force(provider=payload.provider, model_id=payload.model)
-    if price is None:
-        raise ApiProblem(
-            400,
-            "unknown_model",
-            message=f"No price for {payload.provider}/{payload.model}.",
-            field="model",
-        )
-    cost = usage_cost(
-        price,
-        input_tokens=payload.input_tokens,
-        output_tokens=payload.output_tokens,
-        cache_read_tokens=payload.cache_read_tokens,
-        cache_write_tokens=payload.cache_write_tokens,
-    )
     try:
+        if membership is not None:
+            spend_check(membership=membership)
         debit = services.usage_record(
             account=account,
             user=_token(request).user,
-            cost=cost,
             request_id=payload.request_id,
             provider=payload.provider,
             model=payload.model,
-            input_tokens=payload.input_tokens,
-            output_tokens=payload.output_tokens,
-            cache_read_tokens=payload.cache_read_tokens,
-            cache_write_tokens=payload.cache_write_tokens,
+            tokens=Tokens(
+                input=payload.input_tokens,
+                output=payload.output_tokens,
+                cache_read=payload.cache_read_tokens,
+                cache_write=payload.cache_write_tokens,
+            ),
             project=payload.project,
         )
-    except services.InsufficientBalance:
+    except NotASpender as refused:
+        raise ApiProblem(403, "forbidden", message=refused.message) from None
+    except NoSeat as refused:
+        raise ApiProblem(403, "no_seat", message=refused.message) from None
+    except OrganizationSuspended as refused:
+        raise ApiProblem(402, "organization_suspended", message=refused.message) from None
+    except UnknownModel as unknown:
+        raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
+    except InsufficientBalance:
         raise ApiProblem(
             402,
             "insufficient_balance",
             message="Not enough credits for this request.",
             buyCreditsUrl=services.buy_credits_url(account),
         ) from None
-    except services.DailyLimitReached:
+    except DailyLimitReached:
         raise ApiProblem(
             402,
             "member_daily_limit",

@@ -153,6 +153,10 @@ class Purchase(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     idempotency_key = models.CharField(max_length=100, unique=True)
     gateway_invoice_id = models.CharField(max_length=80, blank=True)
+    # What the buyer is shown of the gateway's invoice (its copy for accounting is in `invoices`).
+    invoice_number = models.CharField(max_length=80, blank=True)
+    invoice_url = models.URLField(max_length=500, blank=True)
+    invoice_pdf = models.URLField(max_length=500, blank=True)
     checkout_session_id = models.CharField(max_length=120, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(

@@ -6,7 +6,6 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -19,6 +18,12 @@ from billing.models import BillingProfile
 from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
 from billing.services import billing_profile_for, gateway_customer_ensure
+from credits.exceptions import (
+    DailyLimitReached,
+    InsufficientBalance,
+    PurchaseDeclined,
+    UnknownModel,
+)
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -26,29 +31,17 @@ from credits.models import (
     Purchase,
     UsageRecord,
 )
+from credits.pricing import price_in_force, usage_cost
 from organizations.models import Organization
 from organizations.services import audit_record
-from payments.gateway import GatewayError, get_gateway
+from payments.gateway import GatewayError, Invoice, get_gateway
 from payments.queue import enqueue_after_commit
+from payments.signals import invoice_fetched
 
 logger = logging.getLogger(__name__)
 
 # A top-up that started this long ago and never finished (a worker died) may be tried again.
 AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
-
-
-class InsufficientBalance(Exception):
-    pass
-
-
-class DailyLimitReached(Exception):
-    pass
-
-
-class PurchaseDeclined(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def account_for(
@@ -132,7 +125,57 @@ _DEBIT_SQL = f"""
 """  # noqa: S608 - table name from the model, values are parameters
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """What one model request used, by kind."""
+
+    input: int
+    output: int
+    cache_read: int = 0
+    cache_write: int = 0
+
+
 def usage_record(
+    *,
+    account: CreditAccount,
+    user: User,
+    request_id: str,
+    provider: str,
+    model: str,
+    tokens: Tokens,
+    project: str = "",
+    at: datetime | None = None,
+) -> Debit:
+    """Record one model request and debit its cost at the provider's list price in force on its
+    day, nothing added (the rounding rule is in `credits.pricing`). UnknownModel when the
+    catalogue has no price for it."""
+    now = at or timezone.now()
+    price = price_in_force(provider=provider, model_id=model, on=now.date())
+    if price is None:
+        raise UnknownModel(provider=provider, model=model)
+    return usage_debit(
+        account=account,
+        user=user,
+        cost=usage_cost(
+            price,
+            input_tokens=tokens.input,
+            output_tokens=tokens.output,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write,
+        ),
+        request_id=request_id,
+        provider=provider,
+        model=model,
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_tokens=tokens.cache_write,
+        project=project,
+        at=now,
+    )
+
+
+def usage_debit(
     *,
     account: CreditAccount,
     user: User,
@@ -147,9 +190,10 @@ def usage_record(
     project: str = "",
     at: datetime | None = None,
 ) -> Debit:
-    """Debit `cost` once per request_id, never below zero, within the member's daily limit.
-    The inserts and one conditional UPDATE (which also reads what the follow-ups need), in one
-    transaction. `at` back-dates the records (imports and demo history only)."""
+    """The ledger's side of `usage_record`: debit `cost` once per request_id, never below zero,
+    within the member's daily limit. The inserts and one conditional UPDATE (which also reads
+    what the follow-ups need), in one transaction. `at` back-dates the records (imports and demo
+    history only)."""
     if account.member_daily_limit is not None:
         _check_daily_limit(account, user, cost)
     now = at or timezone.now()
@@ -396,8 +440,9 @@ def _charge(purchase: Purchase, *, customer_id: str, actor: User | None) -> None
     except GatewayError as error:
         _purchase_fail(purchase, message=str(error), actor=actor)
         return
-    Purchase.objects.filter(pk=purchase.pk).update(gateway_invoice_id=charge.invoice.id)
-    _invoice_sync(charge.invoice)
+    purchase_invoice_record(purchase_id=purchase.pk, invoice=charge.invoice)
+    # The Invoices tab shows it at once, before its webhook arrives.
+    invoice_fetched.send(sender=Purchase, invoice=charge.invoice)
     if charge.paid:
         purchase_mark_paid(purchase_id=purchase.pk, invoice_id=charge.invoice.id)
     else:
@@ -405,11 +450,14 @@ def _charge(purchase: Purchase, *, customer_id: str, actor: User | None) -> None
         _purchase_fail(purchase, message=charge.failure.message, actor=actor)
 
 
-def _invoice_sync(invoice: Any) -> None:
-    """Show the invoice in the Invoices tab at once, before its webhook arrives."""
-    from invoices.services import invoice_sync
-
-    invoice_sync(invoice=invoice)
+def purchase_invoice_record(*, purchase_id: int, invoice: Invoice) -> None:
+    """Keep what the buyer is shown of the purchase's invoice (number, page, PDF)."""
+    Purchase.objects.filter(pk=purchase_id).update(
+        gateway_invoice_id=invoice.id,
+        invoice_number=invoice.number,
+        invoice_url=invoice.hosted_invoice_url,
+        invoice_pdf=invoice.invoice_pdf,
+    )
 
 
 def _purchase_fail(purchase: Purchase, *, message: str, actor: User | None) -> None:

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import User
 from billing.selectors import saved_card
 from credits import selectors, services
+from credits.exceptions import PurchaseDeclined
 from credits.forms import (
     ORGANIZATION_RULES,
     PERSONAL_RULES,
@@ -30,7 +31,6 @@ from credits.forms import (
     dollars_text,
 )
 from credits.models import CreditAccount
-from invoices.models import Invoice
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
@@ -181,7 +181,7 @@ def confirm(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse:
             success_url=credits_url + "purchases/{PURCHASE_ID}/",
             cancel_url=credits_url,
         )
-    except services.PurchaseDeclined as declined:
+    except PurchaseDeclined as declined:
         return _confirm_page(request, scope, form, amount_cents, error=declined.message)
     if start.checkout_url:
         return redirect(start.checkout_url)
@@ -194,14 +194,7 @@ def purchase(request: HttpRequest, purchase_id: int, org_id: UUID | None = None)
     if services.purchase_confirm_checkout(purchase=record):
         record.refresh_from_db()
     scope.account.refresh_from_db()
-    invoice = (
-        Invoice.objects.filter(gateway_id=record.gateway_invoice_id).first()
-        if record.gateway_invoice_id
-        else None
-    )
-    return render(
-        request, "credits/purchase.html", {**scope.context, "purchase": record, "invoice": invoice}
-    )
+    return render(request, "credits/purchase.html", {**scope.context, "purchase": record})
 
 
 def auto_topup(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse:
@@ -219,7 +212,7 @@ def auto_topup(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse
             threshold=form.cleaned_data["threshold"],
             amount_cents=form.cleaned_data["amount"],
         )
-    except services.PurchaseDeclined as refused:
+    except PurchaseDeclined as refused:
         form.add_error("enabled", refused.message)
         return _page(request, scope, topup_form=form)
     messages.success(request, "Auto top-up is saved.")

@@ -1,7 +1,7 @@
 """Purchases reported by the gateway's events. Each only credits what is not credited yet."""
 
 from credits.models import Purchase
-from credits.services import purchase_mark_paid
+from credits.services import purchase_invoice_record, purchase_mark_paid
 from payments.dispatch import handles
 from payments.gateway import get_gateway, parse_checkout_session, parse_invoice
 from payments.models import WebhookEvent
@@ -22,6 +22,7 @@ def _purchase_id(metadata: dict[str, str]) -> int | None:
 def invoice_paid(event: WebhookEvent) -> None:
     invoice = parse_invoice(event.object)
     if (purchase_id := _purchase_id(invoice.metadata)) is not None:
+        purchase_invoice_record(purchase_id=purchase_id, invoice=invoice)
         purchase_mark_paid(purchase_id=purchase_id, invoice_id=invoice.id)
 
 

@@ -5,4 +5,4 @@ class InvoicesConfig(AppConfig):
     name = "invoices"
 
     def ready(self) -> None:
-        from invoices import webhooks  # noqa: F401 - registers the invoice.* handlers
+        from invoices import receivers, webhooks  # noqa: F401 - event handlers and receivers

@@ -1,4 +1,4 @@
-"""Usage is made the only way the product makes it, through `credits.services.usage_record`
+"""Usage is made the only way the product makes it, through `credits.services.usage_debit`
 (which counts it in the rollups), back-dated with `at=`; the clock stands still at NOW."""
 
 from collections.abc import Iterator
@@ -10,7 +10,7 @@ import time_machine
 
 from accounts.models import User
 from credits.models import CreditAccount
-from credits.services import Debit, account_for, usage_record
+from credits.services import Debit, account_for, usage_debit
 from tests.conftest import World
 from tests.credits.conftest import fund
 
@@ -38,7 +38,7 @@ def spend(
     output_tokens: int = 100,
     at: datetime | None = None,
 ) -> Debit:
-    return usage_record(
+    return usage_debit(
         account=account,
         user=user,
         cost=cost,

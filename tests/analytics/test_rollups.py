@@ -13,7 +13,7 @@ from analytics.models import DailyUsage
 from analytics.services import organization_usage_delete
 from credits import services as credit_services
 from credits.models import CreditAccount, UsageRecord
-from credits.services import InsufficientBalance, account_for, usage_record
+from credits.services import InsufficientBalance, account_for, usage_debit
 from dunning.closing import organization_delete
 from tests.analytics.conftest import NOW, spend
 from tests.conftest import World
@@ -47,7 +47,7 @@ def test_it_counts_each_record_in_the_row_of_its_day_and_key(
 
 
 def test_it_counts_a_retried_request_once(world: World, acme: CreditAccount) -> None:
-    first = usage_record(
+    first = usage_debit(
         account=acme,
         user=world.member,
         cost=5_000,
@@ -57,7 +57,7 @@ def test_it_counts_a_retried_request_once(world: World, acme: CreditAccount) -> 
         input_tokens=1,
         output_tokens=1,
     )
-    again = usage_record(
+    again = usage_debit(
         account=acme,
         user=world.member,
         cost=5_000,
@@ -170,7 +170,7 @@ def test_concurrent_debits_and_retries_are_each_counted_once(world: World) -> No
         try:
             for n in range(15):
                 # Both threads send the same request ids: each is a retry of the other's.
-                usage_record(
+                usage_debit(
                     account=account,
                     user=users[n % 2],
                     cost=1_000 + n,
@@ -181,7 +181,7 @@ def test_concurrent_debits_and_retries_are_each_counted_once(world: World) -> No
                     output_tokens=1,
                     at=NOW,
                 )
-                usage_record(
+                usage_debit(
                     account=account,
                     user=users[n % 2],
                     cost=7,

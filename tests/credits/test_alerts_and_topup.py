@@ -16,7 +16,7 @@ DOLLAR = 1_000_000
 
 
 def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_record(
+    return services.usage_debit(
         account=account,
         user=user,
         cost=cost,

@@ -12,7 +12,7 @@ from tests.factories import OrganizationFactory, UserFactory
 
 
 def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_record(
+    return services.usage_debit(
         account=account,
         user=user,
         cost=cost,

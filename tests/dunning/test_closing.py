@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from analytics.models import DailyUsage
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
-from credits.services import account_for, usage_record
+from credits.services import account_for, usage_debit
 from dunning import sweeps
 from dunning.models import LifecycleTransition
 from organizations.models import AuditEvent, Invitation, Membership, Organization
@@ -46,7 +46,7 @@ def test_it_keeps_the_ledger_and_freezes_the_balance_on_the_tombstone(
     seat_everyone(world.org, world.owner)
     account = account_for(organization=world.org)
     fund(account, 25_000_000)
-    usage_record(
+    usage_debit(
         account=account,
         user=world.member,
         cost=1_234_567,

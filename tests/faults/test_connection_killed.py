@@ -22,7 +22,7 @@ from tests.credits.conftest import fund, seat_everyone
 
 TIMEOUT = 30  # seconds any one step may take before the test gives up
 BALANCE_UPDATE = {
-    "debit": "UPDATE credits_creditaccount SET balance = balance -",  # usage_record's SQL
+    "debit": "UPDATE credits_creditaccount SET balance = balance -",  # usage_debit's SQL
     "credit": 'UPDATE "credits_creditaccount" SET "balance" = ',  # ledger_credit's ORM update
 }
 

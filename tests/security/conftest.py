@@ -19,7 +19,7 @@ from accounts.models import User
 from analytics.models import DailyUsage, UsageSettings
 from billing.models import BillingProfile
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
-from credits.services import account_for, api_token_create, credits_purchase, usage_record
+from credits.services import account_for, api_token_create, credits_purchase, usage_debit
 from dunning.models import LifecycleTransition
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Membership, Organization
@@ -63,7 +63,7 @@ def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tena
         cancel_url="http://testserver/",
     )
     assert started.purchase.status == Purchase.Status.PAID
-    usage_record(
+    usage_debit(
         account=account,
         user=member,
         cost=1_234,

@@ -26,7 +26,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import User
 from credits.models import ApiToken, LedgerEntry, Purchase
-from credits.services import account_for, usage_record
+from credits.services import account_for, usage_debit
 from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
@@ -561,7 +561,7 @@ def _member_of_both(tenants: Tenants) -> User:
     accounts["personal"] = account_for(user=both)
     fund(accounts["personal"], 1_000_000, key="fund-both")
     for label, account in accounts.items():
-        usage_record(
+        usage_debit(
             account=account,
             user=both,
             cost=1_000,

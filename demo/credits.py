@@ -2,14 +2,16 @@
 usage, idempotent by construction (fixed keys)."""
 
 import random
+from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 
 from django.utils import timezone
 
 from accounts.models import User
+from credits.exceptions import UnknownModel
 from credits.models import Purchase
-from credits.pricing import price_in_force, usage_cost
-from credits.services import account_for, credits_purchase, usage_record
+from credits.services import Tokens, account_for, credits_purchase, usage_record
 from organizations.models import Organization
 
 MODELS = [
@@ -47,22 +49,21 @@ def seed_demo_credits(
             busy = 4 + (person_index * 3) % 9 + randomness.randint(0, 6)
             for n in range(busy):
                 provider, model, _ = randomness.choices(MODELS, weights=weights)[0]
-                price = price_in_force(provider=provider, model_id=model)
-                if price is None:
-                    continue
-                tokens = {
-                    "input_tokens": randomness.randint(2_000, 60_000),
-                    "output_tokens": randomness.randint(200, 6_000),
-                    "cache_read_tokens": randomness.choice([0, 0, 20_000, 80_000]),
-                }
-                usage_record(
+                tokens = Tokens(
+                    input=randomness.randint(2_000, 60_000),
+                    output=randomness.randint(200, 6_000),
+                    cache_read=randomness.choice([0, 0, 20_000, 80_000]),
+                )
+                record = partial(
+                    usage_record,
                     account=account,
                     user=person,
-                    cost=usage_cost(price, **tokens),
                     request_id=f"demo-{day}-{person.pk}-{n}",
                     provider=provider,
                     model=model,
+                    tokens=tokens,
                     project=randomness.choice(PROJECTS),
                     at=today - timedelta(days=day, minutes=randomness.randint(0, 600)),
-                    **tokens,
                 )
+                with suppress(UnknownModel):  # a model dropped from the catalogue
+                    record()

@@ -5,6 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import User
+from credits.pricing import prices_load
+from demo.credits import seed_demo_credits
+from demo.seats import seed_demo_seats
 from organizations.models import Membership, Organization
 from organizations.roles import Role
 from organizations.services import audit_record
@@ -62,10 +65,6 @@ class Command(BaseCommand):
 
     def _billing(self) -> None:
         """Seats, credits and usage for Acme, through the real (sandbox) gateway."""
-        from credits.demo import seed_demo_credits
-        from credits.pricing import prices_load
-        from seats.demo import seed_demo_seats
-
         prices_load()
         acme = Organization.objects.filter(name=ACME).order_by("created_at").first()
         assert acme is not None

@@ -7,10 +7,10 @@ from datetime import timedelta
 import time_machine
 from django.urls import reverse
 
+from demo.seats import DEMO_EMPTY_SEATS, seed_demo_seats
 from organizations.models import Invitation
 from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 from seats import selectors
-from seats.demo import DEMO_EMPTY_SEATS, seed_demo_seats
 from seats.models import SeatSubscription
 from tests.conftest import World, client_for, settle
 from tests.seats.conftest import PERIOD_END, START

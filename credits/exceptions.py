@@ -1,0 +1,44 @@
+"""What the credit rules refuse. Views turn these into messages, the API into status codes."""
+
+
+class InsufficientBalance(Exception):
+    pass
+
+
+class DailyLimitReached(Exception):
+    pass
+
+
+class PurchaseDeclined(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownModel(Exception):
+    """No list price for this provider and model: nothing can be charged for it."""
+
+    def __init__(self, *, provider: str, model: str) -> None:
+        super().__init__(f"No price for {provider}/{model}.")
+        self.message = f"No price for {provider}/{model}."
+
+
+class SpendRefused(Exception):
+    """This person may not spend this organization's credits now."""
+
+    message = ""
+
+
+class NotASpender(SpendRefused):
+    message = "Billing managers do not spend credits."
+
+
+class OrganizationSuspended(SpendRefused):
+    message = (
+        "The organization is suspended for non-payment; an owner or billing manager can restore "
+        "it by paying the open invoice."
+    )
+
+
+class NoSeat(SpendRefused):
+    message = "You have no seat in this organization."
