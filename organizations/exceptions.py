@@ -6,6 +6,10 @@ class TeamRuleError(Exception):
         self.message = message
 
 
+class SeatRequired(TeamRuleError):
+    """The change needs an empty seat and there is none: the page offers to add seats."""
+
+
 class InvitationUnusable(Exception):
     """An invitation link that cannot be accepted. `reason` picks the page the visitor sees."""
 

@@ -101,6 +101,17 @@ class Membership(models.Model):
         return f"{self.user_id} in {self.organization_id} as {self.role}"
 
 
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def open(self) -> "InvitationQuerySet":
+        """Not accepted or revoked yet; expired ones included (they can be resent)."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+
+    def pending(self) -> "InvitationQuerySet":
+        """Open and not expired: its link works, and for an owner, admin or member it holds a
+        seat."""
+        return self.open().filter(expires_at__gt=timezone.now())
+
+
 class Invitation(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -129,6 +140,8 @@ class Invitation(models.Model):
         related_name="+",
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
 
     class Meta:
         constraints = [

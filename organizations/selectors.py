@@ -24,9 +24,7 @@ def members_of_organization(*, organization: Organization) -> QuerySet[Membershi
 
 def open_invitations(*, organization: Organization) -> QuerySet[Invitation]:
     """Invitations not yet accepted or revoked, expired ones included so they can be resent."""
-    return Invitation.objects.filter(
-        organization=organization, accepted_at__isnull=True, revoked_at__isnull=True
-    ).order_by("-created_at")
+    return Invitation.objects.open().filter(organization=organization).order_by("-created_at")
 
 
 def audit_events(*, organization: Organization) -> QuerySet[AuditEvent]:

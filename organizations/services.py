@@ -14,11 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from organizations.exceptions import InvitationUnusable, TeamRuleError
+from organizations.exceptions import InvitationUnusable, SeatRequired, TeamRuleError
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role, allows, permission_to_invite, permission_to_manage
-from seats.exceptions import NoEmptySeat
-from seats.rules import seat_require_empty
+from organizations.rules import team_rules_check
 
 
 def audit_record(
@@ -116,7 +115,7 @@ def invitation_create(*, actor: User, membership: Membership, email: str, role: 
         ) from None
     # An open invitation for an owner, admin or member holds a seat from now on (checked after
     # the insert, so that a duplicate is reported as such; a refusal rolls the insert back).
-    seat_require_empty(organization_id=organization.pk, role=role, invitation_id=invitation.pk)
+    team_rules_check(organization_id=organization.pk, role=role, invitation_id=invitation.pk)
     audit_record(
         organization=organization, actor=actor, action="invitation.create", target=email, role=role
     )
@@ -133,7 +132,7 @@ def invitation_resend(*, actor: User, membership: Membership, invitation: Invita
         raise TeamRuleError("This invitation was already accepted or revoked.")
     if invitation.status == Invitation.Status.EXPIRED:
         # An expired invitation held no seat; resending makes it hold one again.
-        seat_require_empty(organization_id=invitation.organization_id, role=invitation.role)
+        team_rules_check(organization_id=invitation.organization_id, role=invitation.role)
     token, invitation.token_hash = _new_token()
     invitation.expires_at = timezone.now() + settings.INVITATION_VALID_FOR
     invitation.save(update_fields=["token_hash", "expires_at"])
@@ -150,9 +149,7 @@ def invitation_resend(*, actor: User, membership: Membership, invitation: Invita
 def invitation_revoke(*, actor: User, membership: Membership, invitation: Invitation) -> None:
     if not allows(membership.role, permission_to_invite(invitation.role)):
         raise PermissionDenied
-    claimed = Invitation.objects.filter(
-        pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
-    ).update(revoked_at=timezone.now())
+    claimed = Invitation.objects.open().filter(pk=invitation.pk).update(revoked_at=timezone.now())
     if not claimed:
         raise TeamRuleError("This invitation was already accepted or revoked.")
     audit_record(
@@ -186,17 +183,18 @@ def invitation_accept(*, user: User, token: str) -> Membership:
     try:
         # The pending invitation already holds a seat; this refuses only when seats were lost
         # under it (e.g. the subscription ended), and serializes with seat removal.
-        seat_require_empty(
+        team_rules_check(
             organization_id=invitation.organization_id,
             role=invitation.role,
             invitation_id=invitation.pk,
         )
-    except NoEmptySeat:
+    except SeatRequired:
         raise InvitationUnusable("no_seat") from None
-    now = timezone.now()
-    claimed = Invitation.objects.filter(
-        pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
-    ).update(accepted_at=now, accepted_by=user)
+    claimed = (
+        Invitation.objects.pending()
+        .filter(pk=invitation.pk)
+        .update(accepted_at=timezone.now(), accepted_by=user)
+    )
     if not claimed:
         raise InvitationUnusable("accepted")
     membership, created = Membership.objects.get_or_create(
@@ -248,7 +246,7 @@ def membership_change_role(
         raise TeamRuleError("The last owner cannot be demoted; make someone else owner first.")
     if target.role == Role.BILLING_MANAGER:
         # Billing managers hold no seat: becoming an owner, admin or member needs an empty one.
-        seat_require_empty(organization_id=target.organization_id, role=role)
+        team_rules_check(organization_id=target.organization_id, role=role)
     old_role = target.role
     target.role = role
     target.save(update_fields=["role"])

@@ -13,11 +13,10 @@ from django.views.decorators.http import require_POST
 from accounts.models import User
 from organizations import selectors, services
 from organizations.access import membership_for
-from organizations.exceptions import InvitationUnusable, TeamRuleError
+from organizations.exceptions import InvitationUnusable, SeatRequired, TeamRuleError
 from organizations.forms import InviteForm, OrganizationForm, RoleForm
 from organizations.models import Membership
 from organizations.roles import MATRIX, Permission, Role, assignable_roles, invitable_roles
-from seats.exceptions import NoEmptySeat
 
 
 def _user(request: HttpRequest) -> User:
@@ -120,7 +119,7 @@ def invite(request: HttpRequest, org_id: UUID) -> HttpResponse:
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
             )
-        except NoEmptySeat as error:
+        except SeatRequired as error:
             form.add_error(None, error.message)
             # The page offers the way forward: the Seats tab's "add seats".
             form.no_empty_seat = True  # type: ignore[attr-defined]
@@ -210,7 +209,7 @@ def member_role(request: HttpRequest, org_id: UUID, membership_id: int) -> HttpR
             target=target,
             role=form.cleaned_data["role"],
         )
-    except NoEmptySeat as error:
+    except SeatRequired as error:
         messages.error(
             request,
             format_html(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from organizations.exceptions import TeamRuleError
+from organizations.exceptions import SeatRequired
 
 if TYPE_CHECKING:
     from seats.selectors import AdditionPreview, SeatHolder
@@ -16,7 +16,7 @@ class SeatError(Exception):
         self.message = message
 
 
-class NoEmptySeat(TeamRuleError):
+class NoEmptySeat(SeatRequired):
     """Inviting or making someone an owner, admin or member needs an empty seat."""
 
     def __init__(self, *, seats: int, occupied: int) -> None:

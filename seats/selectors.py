@@ -9,7 +9,6 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from billing.clock import billing_now
 from billing.selectors import saved_card
@@ -82,13 +81,11 @@ def _seat_memberships(organization_id: UUID) -> QuerySet[Membership]:
 
 
 def _pending_seat_invitations(organization_id: UUID) -> QuerySet[Invitation]:
-    return Invitation.objects.filter(
-        organization_id=organization_id,
-        role__in=SEAT_ROLES,
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
-        expires_at__gt=timezone.now(),
-    ).order_by("created_at", "pk")
+    return (
+        Invitation.objects.pending()
+        .filter(organization_id=organization_id, role__in=SEAT_ROLES)
+        .order_by("created_at", "pk")
+    )
 
 
 def occupied_seat_count(*, organization_id: UUID, exclude_invitation_id: int | None = None) -> int:
@@ -146,12 +143,7 @@ def seat_occupancy(*, organization: Organization) -> Occupancy:
     subscription = seat_subscription(organization=organization)
     seats = subscription.seats if subscription else 0
     memberships = Membership.objects.filter(organization=organization).select_related("user")
-    invitations = Invitation.objects.filter(
-        organization=organization,
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
-        expires_at__gt=timezone.now(),
-    )
+    invitations = Invitation.objects.pending().filter(organization=organization)
     holders: list[SeatHolder] = []
     without: list[SeatHolder] = []
     for membership in memberships.order_by("created_at", "pk"):

@@ -41,8 +41,15 @@ from payments.gateway import (
     Subscription,
     get_gateway,
 )
-from seats.exceptions import NoSeatSubscription, PaymentFailed, SeatError, SeatsInUse, StalePreview
-from seats.models import MAX_SEATS, SeatChange, SeatPlan, SeatReceipt, SeatSubscription
+from seats.exceptions import (
+    NoEmptySeat,
+    NoSeatSubscription,
+    PaymentFailed,
+    SeatError,
+    SeatsInUse,
+    StalePreview,
+)
+from seats.models import MAX_SEATS, SEAT_ROLES, SeatChange, SeatPlan, SeatReceipt, SeatSubscription
 from seats.selectors import (
     live_seat_subscription,
     occupied_seat_count,
@@ -398,6 +405,32 @@ def _receipt_tell(
             "period_end": period.period_end if period else row.current_period_end,
         },
     )
+
+
+# The seat rule of team changes (registered with organizations.rules in seats/apps.py)
+
+
+def seat_require_empty(
+    *, organization_id: UUID, role: str, invitation_id: int | None = None
+) -> None:
+    """Refuse (NoEmptySeat) to give `role` a seat when none is empty. `invitation_id`: the pending
+    invitation being accepted, whose seat is the one being taken.
+
+    Must run inside the caller's transaction: it locks the organization's seat subscription row,
+    which seat removal locks too, so that a removal and an invitation or acceptance are serialized
+    and never leave more seat-holders than seats."""
+    if role not in SEAT_ROLES:
+        return
+    subscription = (
+        SeatSubscription.objects.select_for_update().filter(organization_id=organization_id).first()
+    )
+    if subscription is None or not subscription.limited:
+        return
+    occupied = occupied_seat_count(
+        organization_id=organization_id, exclude_invitation_id=invitation_id
+    )
+    if occupied >= subscription.seats:
+        raise NoEmptySeat(seats=subscription.seats, occupied=occupied)
 
 
 # Purchase
