@@ -88,8 +88,8 @@ def _baseline_matches_models() -> None:
 
 def _service_debit(account_id: int, user_id: int) -> Callable[[str], None]:
     from accounts.models import User
+    from credits.ledger import usage_debit
     from credits.models import CreditAccount
-    from credits.services import usage_debit
 
     account = CreditAccount.objects.get(pk=account_id)
     user = User.objects.get(pk=user_id)

@@ -24,6 +24,7 @@ from credits.exceptions import (
     NoSeat,
     NotASpender,
     OrganizationSuspended,
+    RequestIdConflict,
     UnknownModel,
 )
 from credits.models import ApiToken, CreditAccount, UsageRecord
@@ -315,6 +316,7 @@ def balance(request: HttpRequest) -> dict[str, Any]:
         400: Problem,
         402: InsufficientOut,
         403: Problem,
+        409: Problem,
         **COMMON,
     },
     summary="Record one model request and debit its cost at list price",
@@ -344,6 +346,10 @@ def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
         raise ApiProblem(403, "no_seat", message=refused.message) from None
     except OrganizationSuspended as refused:
         raise ApiProblem(402, "organization_suspended", message=refused.message) from None
+    except RequestIdConflict as conflict:
+        raise ApiProblem(
+            409, "request_id_conflict", message=conflict.message, field="request_id"
+        ) from None
     except UnknownModel as unknown:
         raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
     except InsufficientBalance:

@@ -1,15 +1,15 @@
-"""Every change to credits. Money moves only through `ledger_credit` and `usage_record`, each one
-ledger row and one conditional balance update in a single transaction, once per idempotency key."""
+"""Every change to credits: usage, purchases, auto top-up, alerts, grants, limits and API tokens.
+Money itself moves only through `credits.ledger`."""
 
 import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db import transaction
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,11 +19,10 @@ from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
 from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.exceptions import (
-    DailyLimitReached,
-    InsufficientBalance,
     PurchaseDeclined,
     UnknownModel,
 )
+from credits.ledger import Debit, day_spend_seed, ledger_credit, usage_debit
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -68,63 +67,6 @@ def _billing_profile(account: CreditAccount) -> BillingProfile:
     return billing_profile_for(user=account.user)
 
 
-# The ledger
-
-
-def ledger_credit(
-    *,
-    account_id: int,
-    amount: int,
-    kind: str,
-    idempotency_key: str,
-    actor: User | None = None,
-    reason: str = "",
-) -> tuple[LedgerEntry, bool]:
-    """Add (or, for adjustments, remove) money once per key; never below zero.
-    Returns (entry, created); a repeat returns the first entry and moves nothing."""
-    try:
-        with transaction.atomic():
-            entry = LedgerEntry.objects.create(
-                account_id=account_id,
-                amount=amount,
-                kind=kind,
-                idempotency_key=idempotency_key,
-                actor=actor,
-                reason=reason,
-            )
-            updated = CreditAccount.objects.filter(pk=account_id, balance__gte=-amount).update(
-                balance=F("balance") + amount
-            )
-            if not updated:
-                raise InsufficientBalance
-    except IntegrityError:
-        return LedgerEntry.objects.get(
-            account_id=account_id, idempotency_key=idempotency_key
-        ), False
-    if amount > 0:
-        # Re-arm the low-balance alert once the balance is back at or above its threshold.
-        CreditAccount.objects.filter(
-            pk=account_id, low_balance_alerted=True, balance__gte=F("low_balance_threshold")
-        ).update(low_balance_alerted=False)
-    return entry, True
-
-
-@dataclass(frozen=True)
-class Debit:
-    entry: LedgerEntry
-    usage: UsageRecord
-    balance: int
-    created: bool
-
-
-_DEBIT_SQL = f"""
-    UPDATE {CreditAccount._meta.db_table} SET balance = balance - %s
-    WHERE id = %s AND balance >= %s
-    RETURNING balance, auto_topup_enabled, auto_topup_threshold,
-              low_balance_threshold, low_balance_alerted
-"""  # noqa: S608 - table name from the model, values are parameters
-
-
 @dataclass(frozen=True)
 class Tokens:
     """What one model request used, by kind."""
@@ -153,7 +95,7 @@ def usage_record(
     price = price_in_force(provider=provider, model_id=model, on=now.date())
     if price is None:
         raise UnknownModel(provider=provider, model=model)
-    return usage_debit(
+    debit = usage_debit(
         account=account,
         user=user,
         cost=usage_cost(
@@ -173,99 +115,14 @@ def usage_record(
         project=project,
         at=now,
     )
-
-
-def usage_debit(
-    *,
-    account: CreditAccount,
-    user: User,
-    cost: int,
-    request_id: str,
-    provider: str,
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-    project: str = "",
-    at: datetime | None = None,
-) -> Debit:
-    """The ledger's side of `usage_record`: debit `cost` once per request_id, never below zero,
-    within the member's daily limit. The inserts and one conditional UPDATE (which also reads
-    what the follow-ups need), in one transaction. `at` back-dates the records (imports and demo
-    history only)."""
-    if account.member_daily_limit is not None:
-        _check_daily_limit(account, user, cost)
-    now = at or timezone.now()
-    try:
+    # The follow-ups claim their own work with conditional updates, after the debit committed.
+    if debit.topup_due:
         with transaction.atomic():
-            # Inserts first: a repeated request_id stops at the unique key before anything
-            # else, and the account row is locked (by the UPDATE) only from the last statement
-            # to COMMIT, so that debits on one busy account queue as briefly as they can.
-            entry = LedgerEntry.objects.create(
-                account_id=account.pk,
-                amount=-cost,
-                kind=LedgerEntry.Kind.USAGE,
-                idempotency_key=request_id,
-                actor=user,
-                created_at=now,
-            )
-            usage = UsageRecord.objects.create(
-                entry=entry,
-                account_id=account.pk,
-                user=user,
-                request_id=request_id,
-                provider=provider,
-                model=model,
-                project=project,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens,
-                cost=cost,
-                created_at=now,
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
-                row = cursor.fetchone()
-            if row is None:
-                raise InsufficientBalance
-            balance, topup_enabled, topup_threshold, alert_threshold, alerted = row
-            if topup_enabled and balance < topup_threshold:
-                _auto_topup_claim(account.pk)
-            if alert_threshold is not None and balance < alert_threshold and not alerted:
-                _low_balance_alert(account, balance)
-    except IntegrityError:
-        # This request_id was debited before (or is being debited by a racing retry, which
-        # the unique key made us wait for): answer with that first result.
-        if known := _known_debit(account.pk, request_id):
-            return known
-        raise
-    return Debit(entry=entry, usage=usage, balance=balance, created=True)
-
-
-def _known_debit(account_id: int, request_id: str) -> Debit | None:
-    entry = (
-        LedgerEntry.objects.filter(account_id=account_id, idempotency_key=request_id)
-        .select_related("usage", "account")
-        .first()
-    )
-    if entry is None:
-        return None
-    return Debit(entry=entry, usage=entry.usage, balance=entry.account.balance, created=False)
-
-
-def _check_daily_limit(account: CreditAccount, user: User, cost: int) -> None:
-    midnight = datetime.combine(timezone.now().date(), time.min, tzinfo=timezone.now().tzinfo)
-    spent = (
-        UsageRecord.objects.filter(account=account, user=user, created_at__gte=midnight).aggregate(
-            total=Sum("cost")
-        )["total"]
-        or 0
-    )
-    assert account.member_daily_limit is not None
-    if spent + cost > account.member_daily_limit:
-        raise DailyLimitReached
+            _auto_topup_claim(account.pk)
+    if debit.alert_due:
+        with transaction.atomic():
+            _low_balance_alert(account, debit.balance)
+    return debit
 
 
 def _low_balance_alert(account: CreditAccount, balance: int) -> None:
@@ -309,7 +166,8 @@ def credits_grant(
             account_id=account.pk,
             amount=amount,
             kind=kind,
-            idempotency_key=idempotency_key or f"{kind}:{secrets.token_hex(8)}",
+            source=LedgerEntry.Source.GRANT,
+            key=idempotency_key or secrets.token_hex(8),
             actor=actor,
             reason=reason,
         )
@@ -497,7 +355,12 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
             account_id=account.pk,
             amount=purchase.amount_microdollars,
             kind=LedgerEntry.Kind.PURCHASE,
-            idempotency_key=f"purchase:{purchase.pk}",
+            source=(
+                LedgerEntry.Source.AUTO_TOPUP
+                if purchase.kind == Purchase.Kind.AUTO_TOPUP
+                else LedgerEntry.Source.PURCHASE
+            ),
+            key=str(purchase.pk),
             actor=purchase.created_by,
             reason=_description(purchase),
         )
@@ -669,8 +532,11 @@ def low_balance_configure(
 
 
 def member_daily_limit_set(*, actor: User, account: CreditAccount, limit: int | None) -> None:
+    """How much each member may spend per UTC day; it counts what they spent today already."""
     with transaction.atomic():
         CreditAccount.objects.filter(pk=account.pk).update(member_daily_limit=limit)
+        if limit is not None:
+            day_spend_seed(account_id=account.pk, day=timezone.now().date())
         audit_record(
             organization=account.organization,
             actor=actor,

@@ -9,8 +9,9 @@ import pytest
 import time_machine
 
 from accounts.models import User
+from credits.ledger import Debit, usage_debit
 from credits.models import CreditAccount
-from credits.services import Debit, account_for, usage_debit
+from credits.services import account_for
 from tests.conftest import World
 from tests.credits.conftest import fund
 

@@ -6,14 +6,16 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, connections
+from django.db import DataError, connection, connections
 from django.db.models import Sum
 
 from analytics.models import DailyUsage
 from analytics.services import organization_usage_delete
-from credits import services as credit_services
+from credits import ledger
+from credits.exceptions import InsufficientBalance
+from credits.ledger import usage_debit
 from credits.models import CreditAccount, UsageRecord
-from credits.services import InsufficientBalance, account_for, usage_debit
+from credits.services import account_for
 from dunning.closing import organization_delete
 from tests.analytics.conftest import NOW, spend
 from tests.conftest import World
@@ -85,17 +87,10 @@ def test_it_rolls_back_with_a_debit_that_fails_after_it(
     world: World, acme: CreditAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rollup is written inside the debit's transaction: a failure later in that
-    transaction takes the rollup away with the ledger row."""
-    CreditAccount.objects.filter(pk=acme.pk).update(
-        auto_topup_enabled=True, auto_topup_threshold=10**15
-    )
-    acme.refresh_from_db()
-
-    def broken(account_id: int) -> None:
-        raise RuntimeError("the worker died")
-
-    monkeypatch.setattr(credit_services, "_auto_topup_claim", broken)
-    with pytest.raises(RuntimeError):
+    transaction (here the balance update itself) takes the rollup away with the ledger row."""
+    # A division by zero where the conditional UPDATE would run.
+    monkeypatch.setattr(ledger, "_DEBIT_SQL", "SELECT 1 / (0 * %s * %s * %s)")
+    with pytest.raises(DataError):
         spend(acme, world.member, cost=5_000)
     assert not UsageRecord.objects.filter(account=acme).exists()
     assert not DailyUsage.objects.filter(account=acme).exists()

@@ -9,23 +9,11 @@ from credits.services import account_for
 from organizations.models import AuditEvent
 from tests.conftest import World, client_for
 from tests.credits.conftest import fund, seat_everyone
+from tests.credits.conftest import spend_exactly as debit
 from tests.credits.test_purchases import save_card
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE
 
 DOLLAR = 1_000_000
-
-
-def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_debit(
-        account=account,
-        user=user,
-        cost=cost,
-        request_id=request_id,
-        provider="openai",
-        model="gpt-4o",
-        input_tokens=1,
-        output_tokens=1,
-    )
 
 
 @pytest.fixture

@@ -5,14 +5,16 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 
 from credits import services
+from credits.exceptions import InsufficientBalance
+from credits.ledger import Debit, usage_debit
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
 from tests.conftest import World
 from tests.credits.conftest import fund
 from tests.factories import OrganizationFactory, UserFactory
 
 
-def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_debit(
+def debit(account: CreditAccount, user, cost: int, request_id: str) -> Debit:  # type: ignore[no-untyped-def]
+    return usage_debit(
         account=account,
         user=user,
         cost=cost,
@@ -38,7 +40,7 @@ def test_a_credit_happens_once_per_key(org_account: CreditAccount) -> None:
 
 def test_a_debit_never_overdraws(world: World, org_account: CreditAccount) -> None:
     fund(org_account, 1_000)
-    with pytest.raises(services.InsufficientBalance):
+    with pytest.raises(InsufficientBalance):
         debit(org_account, world.member, 1_001, "r1")
     org_account.refresh_from_db()
     assert org_account.balance == 1_000
@@ -104,7 +106,7 @@ def test_concurrent_spending_stops_exactly_at_zero() -> None:
                 try:
                     debit(account, user, 700, f"w{worker}-{n}")
                     accepted.append(f"w{worker}-{n}")
-                except services.InsufficientBalance:
+                except InsufficientBalance:
                     refused.append(f"w{worker}-{n}")
         finally:
             connection.close()
@@ -125,7 +127,7 @@ def test_racing_retries_of_one_request_debit_once() -> None:
     account = services.account_for(organization=OrganizationFactory())
     user = UserFactory()
     fund(account, 100_000)
-    results: list[services.Debit] = []
+    results: list[Debit] = []
     barrier = threading.Barrier(6)
 
     def retry() -> None:

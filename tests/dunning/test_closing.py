@@ -9,8 +9,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from analytics.models import DailyUsage
+from credits.ledger import usage_debit
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
-from credits.services import account_for, usage_debit
+from credits.services import account_for
 from dunning import sweeps
 from dunning.models import LifecycleTransition
 from organizations.models import AuditEvent, Invitation, Membership, Organization

@@ -18,8 +18,9 @@ from django.test.utils import override_settings
 from accounts.models import User
 from analytics.models import DailyUsage, UsageSettings
 from billing.models import BillingProfile
+from credits.ledger import usage_debit
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
-from credits.services import account_for, api_token_create, credits_purchase, usage_debit
+from credits.services import account_for, api_token_create, credits_purchase
 from dunning.models import LifecycleTransition
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Membership, Organization

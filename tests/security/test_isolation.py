@@ -25,8 +25,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import User
+from credits.ledger import usage_debit
 from credits.models import ApiToken, LedgerEntry, Purchase
-from credits.services import account_for, usage_debit
+from credits.services import account_for
 from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
