@@ -62,3 +62,17 @@ class RequestIdConflict(Exception):
             f"request_id {request_id!r} was already used for a different request; "
             "use a new request_id for each model request."
         )
+
+
+class AutoTopupRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class GrantRefused(Exception):
+    """A staff grant or adjustment the rules refuse; the message says why, for staff."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -19,6 +19,9 @@ from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
 from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.exceptions import (
+    GrantRefused,
+    InsufficientBalance,
+    LedgerKeyConflict,
     PurchaseDeclined,
     UnknownModel,
 )
@@ -31,6 +34,7 @@ from credits.models import (
     UsageRecord,
 )
 from credits.pricing import price_in_force, usage_cost
+from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.gateway import GatewayError, Invoice, get_gateway
@@ -38,6 +42,10 @@ from payments.queue import enqueue_after_commit
 from payments.signals import invoice_fetched
 
 logger = logging.getLogger(__name__)
+
+# Staff grants: above the first a second confirmation is needed, above the second never.
+GRANT_PLAIN_MAX = 100_000 * 1_000_000
+GRANT_CONFIRMED_MAX = 10_000_000 * 1_000_000
 
 # A top-up that started this long ago and never finished (a worker died) may be tried again.
 AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
@@ -52,6 +60,11 @@ def account_for(
         assert user is not None
         account, _ = CreditAccount.objects.get_or_create(user=user)
     return account
+
+
+def _dollars(microdollars: int) -> str:
+    sign = "-" if microdollars < 0 else ""
+    return f"{sign}${abs(microdollars) / 1_000_000:,.2f}"
 
 
 def _money_contacts(account: CreditAccount) -> list[str]:
@@ -156,21 +169,47 @@ def credits_grant(
     amount: int,
     reason: str,
     idempotency_key: str | None = None,
+    large_confirmed: bool = False,
 ) -> LedgerEntry:
-    """Staff: a grant (positive) or an adjustment (either sign), with who and why."""
+    """Staff: a grant (positive) or an adjustment (either sign), with who and why. One grant is
+    at most GRANT_CONFIRMED_MAX; above GRANT_PLAIN_MAX it needs `large_confirmed` (a second
+    confirmation). An adjustment never takes the balance below zero. GrantRefused says why not."""
     if not reason.strip():
-        raise ValueError("A grant or adjustment needs a reason.")
+        raise GrantRefused("A grant or adjustment needs a reason.")
+    if amount == 0:
+        raise GrantRefused("The amount must not be $0.")
+    if abs(amount) > GRANT_CONFIRMED_MAX:
+        raise GrantRefused(
+            f"One grant or adjustment is at most ${GRANT_CONFIRMED_MAX // 1_000_000:,}; "
+            "split a larger one and give each its reason."
+        )
+    if abs(amount) > GRANT_PLAIN_MAX and not large_confirmed:
+        raise GrantRefused(
+            f"More than ${GRANT_PLAIN_MAX // 1_000_000:,} needs a second confirmation: tick "
+            "the box to confirm the amount."
+        )
     kind = LedgerEntry.Kind.GRANT if amount > 0 else LedgerEntry.Kind.ADJUSTMENT
     with transaction.atomic():
-        entry, created = ledger_credit(
-            account_id=account.pk,
-            amount=amount,
-            kind=kind,
-            source=LedgerEntry.Source.GRANT,
-            key=idempotency_key or secrets.token_hex(8),
-            actor=actor,
-            reason=reason,
-        )
+        try:
+            entry, created = ledger_credit(
+                account_id=account.pk,
+                amount=amount,
+                kind=kind,
+                source=LedgerEntry.Source.GRANT,
+                key=idempotency_key or secrets.token_hex(8),
+                actor=actor,
+                reason=reason,
+            )
+        except InsufficientBalance:
+            account.refresh_from_db()
+            raise GrantRefused(
+                f"The balance is {_dollars(account.balance)}: an adjustment cannot take it "
+                "below zero."
+            ) from None
+        except LedgerKeyConflict:
+            raise GrantRefused(
+                "This confirmation was already used for another amount; start again."
+            ) from None
         if created:
             audit_record(
                 organization=account.organization,
@@ -424,6 +463,19 @@ def auto_topup_run(*, account_id: int) -> str:
     if not account.auto_topup_enabled or account.balance >= account.auto_topup_threshold:
         CreditAccount.objects.filter(pk=account_id).update(auto_topup_started_at=None)
         return "not needed"
+    recent = Purchase.objects.filter(
+        account=account,
+        kind=Purchase.Kind.AUTO_TOPUP,
+        created_at__gt=timezone.now() - timedelta(hours=24),
+    ).exclude(status=Purchase.Status.FAILED)
+    if recent.count() >= AUTO_TOPUP_MAX_PER_DAY:
+        _auto_topup_disable(
+            account,
+            f"Auto top-up charged your card {AUTO_TOPUP_MAX_PER_DAY} times in the last 24 hours, "
+            "so it turned itself off before charging again. Check the threshold and amount on "
+            "the Credits page, then turn it back on.",
+        )
+        return "capped"
     key = f"auto-topup-{account.pk}-{int(account.auto_topup_started_at.timestamp())}"
     purchase, _ = Purchase.objects.get_or_create(
         idempotency_key=key,
@@ -485,7 +537,9 @@ def auto_topup_sweep() -> int:
 def auto_topup_configure(
     *, actor: User, account: CreditAccount, enabled: bool, threshold: int, amount_cents: int
 ) -> CreditAccount:
-    """Enabling needs a saved card: a top-up is charged off-session."""
+    """The amount must lift the balance above the threshold (AutoTopupRefused otherwise), and
+    enabling needs a saved card: a top-up is charged off-session."""
+    auto_topup_check(threshold=threshold, amount_cents=amount_cents)
     if enabled and get_gateway().payment_method_default(customer_id=_customer_id(account)) is None:
         raise PurchaseDeclined(
             "Save a card first: buy credits once with a card, or add one under billing details."
