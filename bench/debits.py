@@ -96,8 +96,8 @@ def _service_debit(account_id: int, user_id: int) -> Callable[[str], None]:
 
     def debit(request_id: str) -> None:
         usage_debit(
-            account=account,
-            user=user,
+            account_id=account.pk,
+            user_id=user.pk,
             cost=COST,
             request_id=request_id,
             provider=common.PROVIDER,

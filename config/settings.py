@@ -87,6 +87,12 @@ MIDDLEWARE = [
     "credits.middleware.ApiBodyLimit",
 ]
 
+# The extension API's own chain (config/wsgi.py): only what its answers need.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "credits.middleware.ApiBodyLimit",
+]
+
 ROOT_URLCONF = "config.urls"
 
 TEMPLATES = [

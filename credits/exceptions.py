@@ -76,3 +76,12 @@ class GrantRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StaleContext(Exception):
+    """What the caller checked before the debit (role, seat, suspension, price) changed since
+    it was read: read it again and retry."""
+
+
+class TokenRevoked(Exception):
+    """The API token was revoked, or its user deactivated, since the caller read it."""

@@ -6,8 +6,10 @@ operation is refused loudly (LedgerKeyConflict), never taken as "already done"."
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
+from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -17,6 +19,8 @@ from credits.exceptions import (
     InsufficientBalance,
     LedgerKeyConflict,
     RequestIdConflict,
+    StaleContext,
+    TokenRevoked,
 )
 from credits.models import CreditAccount, LedgerEntry, SpendCounter, UsageRecord
 
@@ -93,57 +97,13 @@ def ledger_credit(
 
 @dataclass(frozen=True)
 class Debit:
-    entry: LedgerEntry
-    usage: UsageRecord
+    entry_id: int
+    cost: int
     balance: int
     created: bool
     # What the follow-ups need, read by the debit's own UPDATE (only for a new debit).
     topup_due: bool = False
     alert_due: bool = False
-
-
-_DEBIT_SQL = f"""
-    UPDATE {CreditAccount._meta.db_table} SET balance = balance - %s
-    WHERE id = %s AND balance >= %s
-    RETURNING balance, auto_topup_enabled AND balance < auto_topup_threshold,
-              low_balance_threshold IS NOT NULL AND balance < low_balance_threshold
-              AND NOT low_balance_alerted
-"""  # noqa: S608 - table name from the model, values are parameters
-
-_COUNTER = SpendCounter._meta.db_table
-_ACCOUNT = CreditAccount._meta.db_table
-# Add to a member's spend of the day only while it stays within the account's daily limit, as
-# read in this same statement: two debits racing for the last cents of a limit queue on the
-# counter row, and the second one sees the first one's spend.
-_DAY_SPEND_SQL = f"""
-    INSERT INTO {_COUNTER} AS counter (account_id, scope, subject_id, period, spent)
-    SELECT %(account)s, %(scope)s, %(user)s, %(day)s, %(cost)s
-    FROM {_ACCOUNT} WHERE id = %(account)s
-        AND %(cost)s <= COALESCE(member_daily_limit, %(cost)s)
-    ON CONFLICT (account_id, scope, subject_id, period) DO UPDATE
-    SET spent = counter.spent + EXCLUDED.spent
-    WHERE counter.spent + EXCLUDED.spent <= COALESCE(
-        (SELECT member_daily_limit FROM {_ACCOUNT} WHERE id = %(account)s),
-        counter.spent + EXCLUDED.spent
-    )
-    RETURNING spent
-"""  # noqa: S608 - table names from the models, values are parameters
-
-
-def _day_spend_add(*, account_id: int, user_id: int, day: date, cost: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _DAY_SPEND_SQL,
-            {
-                "account": account_id,
-                "scope": SpendCounter.Scope.MEMBER_DAY,
-                "user": user_id,
-                "day": day,
-                "cost": cost,
-            },
-        )
-        if cursor.fetchone() is None:
-            raise DailyLimitReached
 
 
 def day_spend_seed(*, account_id: int, day: date) -> None:
@@ -165,10 +125,14 @@ def day_spend_seed(*, account_id: int, day: date) -> None:
         )
 
 
+_DEBIT_CALL = "SELECT * FROM credits_usage_debit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: E501
+DAILY_LIMIT_SQLSTATE = "KBDL1"
+
+
 def usage_debit(
     *,
-    account: CreditAccount,
-    user: User,
+    account_id: int,
+    user_id: int,
     cost: int,
     request_id: str,
     provider: str,
@@ -179,83 +143,74 @@ def usage_debit(
     cache_write_tokens: int = 0,
     project: str = "",
     at: datetime | None = None,
+    token_id: int | None = None,
+    organization_id: UUID | None = None,
+    versions: tuple[int, int] | None = None,
 ) -> Debit:
     """Debit `cost` once per request_id (the `usage` namespace), never below zero, within the
-    member's daily limit: the inserts, the limit's conditional upsert and one conditional UPDATE
-    of the balance (which also reads what the follow-ups need), in one transaction. The same
-    request_id for another request raises RequestIdConflict. `at` back-dates the records
-    (imports and demo history only)."""
-    now = at or timezone.now()
-    try:
-        with transaction.atomic():
-            # Inserts first: a repeated request_id stops at the unique key before anything
-            # else, and the account row is locked (by the UPDATE) only from the last statement
-            # to COMMIT, so that debits on one busy account queue as briefly as they can.
-            entry = LedgerEntry.objects.create(
-                account_id=account.pk,
-                amount=-cost,
-                kind=LedgerEntry.Kind.USAGE,
-                source=Source.USAGE,
-                idempotency_key=request_id,
-                actor=user,
-                created_at=now,
-            )
-            usage = UsageRecord.objects.create(
-                entry=entry,
-                account_id=account.pk,
-                user=user,
-                request_id=request_id,
-                provider=provider,
-                model=model,
-                project=project,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens,
-                cost=cost,
-                created_at=now,
-            )
-            if account.member_daily_limit is not None:
-                _day_spend_add(
-                    account_id=account.pk, user_id=user.pk, day=timezone.now().date(), cost=cost
-                )
-            with connection.cursor() as cursor:
-                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
-                row = cursor.fetchone()
-            if row is None:
-                raise InsufficientBalance
-            balance, topup_due, alert_due = row
-    except IntegrityError:
-        # This request_id was debited before (or is being debited by a racing retry, which
-        # the unique key made us wait for): answer with that first result.
-        known = _same_entry(account.pk, Source.USAGE, request_id)
-        if known is None:
+    member's daily limit, in one statement: `credits_usage_debit` (migration 0006) checks the
+    token and the caller's context `versions` when given, answers a retry with the first entry,
+    runs the balance's conditional UPDATE, the limit's conditional upsert and the inserts, and
+    returns what the answer and the follow-ups need. `at` back-dates the records (imports and
+    demo history only). Raises InsufficientBalance, DailyLimitReached, RequestIdConflict,
+    StaleContext or TokenRevoked."""
+    params: list[Any] = [
+        account_id,
+        user_id,
+        token_id,
+        organization_id,
+        list(versions) if versions is not None else None,
+        request_id,
+        cost,
+        provider,
+        model,
+        project,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        timezone.now(),
+        at,
+    ]
+    for attempt in (1, 2):
+        try:
+            row = _debit_call(params)
+        except IntegrityError:
+            # A racing retry of this request_id committed first (the unique key): ask again,
+            # the answer is then the first result.
+            if attempt == 2:
+                raise
+            continue
+        except DatabaseError as error:
+            if getattr(error.__cause__, "sqlstate", None) == DAILY_LIMIT_SQLSTATE:
+                raise DailyLimitReached from None
             raise
-        first = UsageRecord.objects.get(entry=known)
-        asked = (
-            provider,
-            model,
-            input_tokens,
-            output_tokens,
-            cache_read_tokens,
-            cache_write_tokens,
+        break
+    outcome, entry_id, balance, charged, topup_due, alert_due = row
+    if outcome in ("new", "duplicate"):
+        return Debit(
+            entry_id=entry_id,
+            cost=charged,
+            balance=balance,
+            created=outcome == "new",
+            topup_due=topup_due,
+            alert_due=alert_due,
         )
-        stored = (
-            first.provider,
-            first.model,
-            first.input_tokens,
-            first.output_tokens,
-            first.cache_read_tokens,
-            first.cache_write_tokens,
-        )
-        if asked != stored:
-            raise RequestIdConflict(request_id=request_id) from None
-        return Debit(entry=known, usage=first, balance=known.account.balance, created=False)
-    return Debit(
-        entry=entry,
-        usage=usage,
-        balance=balance,
-        created=True,
-        topup_due=bool(topup_due),
-        alert_due=bool(alert_due),
-    )
+    raise {
+        "insufficient": InsufficientBalance(),
+        "conflict": RequestIdConflict(request_id=request_id),
+        "stale": StaleContext(),
+        "unauthorized": TokenRevoked(),
+    }[outcome]
+
+
+def _debit_call(params: list[Any]) -> tuple[Any, ...]:
+    """One round trip in autocommit mode; inside a caller's transaction (tests, imports), in a
+    savepoint, so that a failed call does not abort the caller's transaction."""
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_DEBIT_CALL, params)
+            return tuple(cursor.fetchone())
+    with connection.cursor() as cursor:
+        cursor.execute(_DEBIT_CALL, params)
+        return tuple(cursor.fetchone())

@@ -192,6 +192,20 @@ class SpendCounter(models.Model):
         return f"{self.scope} {self.subject_id} {self.period}: {self.spent}"
 
 
+class SpendVersion(models.Model):
+    """A number that changes whenever a fact the API's cached spend context rests on changes: per
+    organization its memberships and roles, its seat subscription and its billing state; and
+    one for the price catalogue (scope "prices"). Kept by database triggers (migration 0006), so
+    no write path can forget it, and checked inside the debit itself, so a stale context is
+    never spent with. Values come from a sequence: they never repeat, even after a rollback."""
+
+    scope = models.CharField(max_length=64, primary_key=True)
+    version = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.version}"
+
+
 class Purchase(models.Model):
     """Credits bought with money. Credited once, by whichever arrives first: the synchronous
     answer of the gateway or its webhook (the ledger key is "purchase:<id>")."""

@@ -6,6 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -35,6 +36,7 @@ from credits.models import (
 )
 from credits.pricing import price_in_force, usage_cost
 from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
+from credits.spend import SpendContext, price_on
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.gateway import GatewayError, Invoice, get_gateway
@@ -67,6 +69,15 @@ def _dollars(microdollars: int) -> str:
     return f"{sign}${abs(microdollars) / 1_000_000:,.2f}"
 
 
+def account_ensure(*, organization_id: UUID | None, user_id: int) -> CreditAccount:
+    """The profile's account, made on first use (the API's first debit may come first)."""
+    if organization_id is not None:
+        account, _ = CreditAccount.objects.get_or_create(organization_id=organization_id)
+    else:
+        account, _ = CreditAccount.objects.get_or_create(user_id=user_id)
+    return account
+
+
 def _money_contacts(account: CreditAccount) -> list[str]:
     """Who hears about this account's money: the billing contacts, or the person."""
     if account.organization:
@@ -92,25 +103,33 @@ class Tokens:
 
 def usage_record(
     *,
-    account: CreditAccount,
-    user: User,
+    account_id: int,
+    user_id: int,
     request_id: str,
     provider: str,
     model: str,
     tokens: Tokens,
     project: str = "",
     at: datetime | None = None,
+    context: SpendContext | None = None,
 ) -> Debit:
     """Record one model request and debit its cost at the provider's list price in force on its
-    day, nothing added (the rounding rule is in `credits.pricing`). UnknownModel when the
-    catalogue has no price for it."""
+    day, nothing added (the rounding rule is in `credits.pricing`); UnknownModel when the
+    catalogue has no price for it. With the API's spend `context`, the price comes from this
+    process's catalogue and the debit checks that the token and the context are still true
+    (StaleContext, TokenRevoked otherwise)."""
     now = at or timezone.now()
-    price = price_in_force(provider=provider, model_id=model, on=now.date())
+    if context is not None:
+        price = price_on(
+            provider=provider, model=model, day=now.date(), version=context.versions[0]
+        )
+    else:
+        price = price_in_force(provider=provider, model_id=model, on=now.date())
     if price is None:
         raise UnknownModel(provider=provider, model=model)
     debit = usage_debit(
-        account=account,
-        user=user,
+        account_id=account_id,
+        user_id=user_id,
         cost=usage_cost(
             price,
             input_tokens=tokens.input,
@@ -126,25 +145,28 @@ def usage_record(
         cache_read_tokens=tokens.cache_read,
         cache_write_tokens=tokens.cache_write,
         project=project,
-        at=now,
+        at=at,
+        token_id=context.token_id if context else None,
+        organization_id=context.organization_id if context else None,
+        versions=context.versions if context else None,
     )
     # The follow-ups claim their own work with conditional updates, after the debit committed.
     if debit.topup_due:
         with transaction.atomic():
-            _auto_topup_claim(account.pk)
+            _auto_topup_claim(account_id)
     if debit.alert_due:
         with transaction.atomic():
-            _low_balance_alert(account, debit.balance)
+            _low_balance_alert(account_id, debit.balance)
     return debit
 
 
-def _low_balance_alert(account: CreditAccount, balance: int) -> None:
-    claimed = CreditAccount.objects.filter(pk=account.pk, low_balance_alerted=False).update(
+def _low_balance_alert(account_id: int, balance: int) -> None:
+    claimed = CreditAccount.objects.filter(pk=account_id, low_balance_alerted=False).update(
         low_balance_alerted=True
     )
     if not claimed:
         return
-    account.refresh_from_db()
+    account = CreditAccount.objects.get(pk=account_id)
     recipients = [
         line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()
     ]
@@ -157,8 +179,12 @@ def _low_balance_alert(account: CreditAccount, balance: int) -> None:
 
 
 def buy_credits_url(account: CreditAccount) -> str:
-    if account.organization_id:
-        return settings.SITE_URL + reverse("org_credits", args=[account.organization_id])
+    return buy_credits_url_for(organization_id=account.organization_id)
+
+
+def buy_credits_url_for(*, organization_id: UUID | None) -> str:
+    if organization_id:
+        return settings.SITE_URL + reverse("org_credits", args=[organization_id])
     return settings.SITE_URL + reverse("personal_credits")
 
 

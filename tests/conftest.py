@@ -12,6 +12,7 @@ from django.test import Client
 from accounts.models import User
 from config.celery import app as celery_app
 from credits.pricing import prices_load
+from credits.spend import spend_cache_clear
 from organizations.models import Organization
 from organizations.roles import Role
 from payments import dispatch
@@ -54,6 +55,8 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
 @pytest.fixture(autouse=True)
 def _clean_cache() -> None:
     cache.clear()
+    # The API's per-process spend contexts: each test starts as a fresh process would.
+    spend_cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -40,8 +40,8 @@ def spend(
     at: datetime | None = None,
 ) -> Debit:
     return usage_debit(
-        account=account,
-        user=user,
+        account_id=account.pk,
+        user_id=user.pk,
         cost=cost,
         request_id=f"t-{next(_keys)}",
         provider=provider,

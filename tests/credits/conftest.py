@@ -66,8 +66,8 @@ def spend_exactly(
         },
     )
     return usage_record(
-        account=account,
-        user=user,
+        account_id=account.pk,
+        user_id=user.pk,
         request_id=request_id,
         provider="test",
         model="exact",

@@ -48,8 +48,8 @@ def test_it_keeps_the_ledger_and_freezes_the_balance_on_the_tombstone(
     account = account_for(organization=world.org)
     fund(account, 25_000_000)
     usage_debit(
-        account=account,
-        user=world.member,
+        account_id=account.pk,
+        user_id=world.member.pk,
         cost=1_234_567,
         request_id="before-closing",
         provider="anthropic",

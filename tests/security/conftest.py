@@ -65,8 +65,8 @@ def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tena
     )
     assert started.purchase.status == Purchase.Status.PAID
     usage_debit(
-        account=account,
-        user=member,
+        account_id=account.pk,
+        user_id=member.pk,
         cost=1_234,
         request_id=f"sweep-{label}-1",
         provider="anthropic",

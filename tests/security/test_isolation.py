@@ -563,8 +563,8 @@ def _member_of_both(tenants: Tenants) -> User:
     fund(accounts["personal"], 1_000_000, key="fund-both")
     for label, account in accounts.items():
         usage_debit(
-            account=account,
-            user=both,
+            account_id=account.pk,
+            user_id=both.pk,
             cost=1_000,
             request_id=f"both-{label}",
             provider="anthropic",
