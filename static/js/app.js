@@ -6,6 +6,13 @@ document.addEventListener("DOMContentLoaded", () => {
     select.addEventListener("change", () => select.form.requestSubmit());
   }
 
+  // On a phone the tabs scroll sideways in one row: bring the current one into view.
+  const tabs = document.querySelector(".tabs");
+  const current = tabs && tabs.querySelector("[aria-current]");
+  if (current && tabs.scrollWidth > tabs.clientWidth) {
+    tabs.scrollLeft = current.offsetLeft - tabs.clientWidth / 2 + current.offsetWidth / 2;
+  }
+
   // Copy buttons: hidden without scripts (the value can still be selected by hand).
   for (const button of document.querySelectorAll("button[data-copy]")) {
     const source = document.querySelector(button.dataset.copy);
