@@ -1,6 +1,7 @@
 """The Seats tab and its confirmation pages. Every page that moves money shows exactly what will be
 charged, to which card and when the next charge comes, and carries a fresh idempotency key."""
 
+import re
 import uuid
 from typing import Any
 from uuid import UUID
@@ -30,6 +31,10 @@ from seats.forms import (
     RemoveForm,
 )
 from seats.models import SeatChange, SeatSubscription
+
+# A Checkout session id as Stripe and the sandbox make them (cs_test_…, cs_live_…); anything else
+# in the return URL is not one, and never reaches the gateway or the database.
+CHECKOUT_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,200}")
 
 GATEWAY_DOWN = (
     "The payment provider could not be reached, so nothing was confirmed. Try again in a minute; "
@@ -73,7 +78,7 @@ def _page(
 def seats_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = _manager(request, org_id)
     organization = membership.organization
-    if session_id := request.GET.get("session", "")[:200]:
+    if session_id := request.GET.get("session", ""):
         return _checkout_returned(request, organization, session_id)
     occupancy = selectors.seat_occupancy(organization=organization)
     subscription = occupancy.subscription
@@ -105,6 +110,8 @@ def _checkout_returned(
 ) -> HttpResponse:
     """Back from the seat Checkout: mirror what the gateway says, say what happened, and come
     back to the plain Seats tab (a reload says nothing twice)."""
+    if not CHECKOUT_SESSION_ID.fullmatch(session_id):
+        return redirect("org_seats", org_id=organization.pk)
     try:
         services.seats_checkout_returned(organization=organization, session_id=session_id)
     except GatewayError:

@@ -173,3 +173,15 @@ def test_plans_become_gateway_prices_on_first_use(world: World, plan: str) -> No
     confirm(world, plan=plan)
     price = SandboxPrice.objects.get()
     assert price.lookup_key == f"kilo-seats-{plan}-{1800 if plan == 'teams' else 7200}-usd-month"
+
+
+@pytest.mark.parametrize("session", ["nope", "cs_test_\x00", "cs_test_" + "x" * 5000, "../../x"])
+def test_a_return_with_a_malformed_session_changes_nothing(world: World, session: str) -> None:
+    response = client_for(world.owner).get(
+        reverse("org_seats", args=[world.org.pk]), {"session": session}
+    )
+    assert (response.status_code, response["Location"]) == (
+        302,
+        reverse("org_seats", args=[world.org.pk]),
+    )
+    assert not SeatSubscription.objects.filter(organization=world.org).exists()
