@@ -548,3 +548,58 @@ def usage_rows(
         )
         .iterator(chunk_size=5000)
     )
+
+
+# Spend for the dashboard's overview
+
+
+def spend_total(
+    *, account_id: int | None, start: date, end: date, user_id: int | None = None
+) -> int:
+    """Microdollars spent from the account on days `start` to `end` (UTC, both included), by
+    everyone or by one person. One indexed sum over the rollups."""
+    if account_id is None:
+        return 0
+    rows = DailyUsage.objects.filter(account_id=account_id, day__range=(start, end))
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    total: int | None = rows.aggregate(total=Sum("cost"))["total"]
+    return int(total or 0)
+
+
+RUN_OUT_HORIZON_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class SpendPace:
+    """What was spent over the last `days` UTC days (today included, as the Usage tab's "Last 7
+    days"), and when a balance would run out at that pace."""
+
+    days: int
+    spent: int  # microdollars
+    today: date
+
+    @property
+    def per_day(self) -> int:
+        """Microdollars per day, rounded half up."""
+        return (2 * self.spent + self.days) // (2 * self.days)
+
+    def days_left(self, balance: int) -> int | None:
+        """Whole days the balance still covers at this pace; None when nothing is spent."""
+        if self.per_day <= 0:
+            return None
+        return max(balance, 0) // self.per_day
+
+    def runs_out_on(self, balance: int) -> date | None:
+        """The day the balance runs out at this pace: today plus the whole days it still
+        covers (today if it is already empty); None when nothing is being spent or when that is
+        more than RUN_OUT_HORIZON_DAYS away (a date so far says nothing, and may not exist)."""
+        days = self.days_left(balance)
+        if days is None or days > RUN_OUT_HORIZON_DAYS:
+            return None
+        return self.today + timedelta(days=days)
+
+
+def spend_pace(*, account_id: int | None, today: date, days: int = 7) -> SpendPace:
+    spent = spend_total(account_id=account_id, start=today - timedelta(days=days - 1), end=today)
+    return SpendPace(days=days, spent=spent, today=today)

@@ -23,6 +23,16 @@ def saved_card(
     return get_gateway().payment_method_default(customer_id=customer_id)
 
 
+def billing_email(organization: Organization) -> str:
+    """The billing email of the organization's billing details ("" when none is set)."""
+    email = (
+        BillingProfile.objects.filter(organization=organization)
+        .values_list("billing_email", flat=True)
+        .first()
+    )
+    return (email or "").lower()
+
+
 def billing_contacts(organization: Organization) -> list[str]:
     """Who hears about an organization's money: its owners, its billing managers and the
     billing email of its billing details."""
@@ -31,11 +41,6 @@ def billing_contacts(organization: Organization) -> list[str]:
             organization=organization, role__in=[Role.OWNER, Role.BILLING_MANAGER]
         ).values_list("user__email", flat=True)
     )
-    billing_email = (
-        BillingProfile.objects.filter(organization=organization)
-        .values_list("billing_email", flat=True)
-        .first()
-    )
-    if billing_email:
-        emails.add(billing_email.lower())
+    if email := billing_email(organization):
+        emails.add(email)
     return sorted(emails)

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "invoices",
     "analytics",
     "dunning",
+    "dashboard",
     "demo",
 ]
 
@@ -138,6 +139,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A form whose session changed meanwhile gets a page saying so, in the site's layout.
+CSRF_FAILURE_VIEW = "dashboard.views.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

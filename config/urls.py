@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("payments.urls")),
+    path("", include("dashboard.urls")),
     path("", include("organizations.urls")),
     path("", include("analytics.urls")),
     path("o/<uuid:org_id>/credits/", include("credits.urls")),

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import redis
@@ -34,7 +34,7 @@ from credits.pricing import prices_in_force
 from credits.services import Tokens, account_ensure, buy_credits_url_for
 from credits.spend import SpendContext, spend_context, spend_context_refresh, token_used
 from organizations.access import api_membership_for
-from organizations.models import Membership
+from organizations.models import Membership, Organization
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKENS = 100_000_000  # per request and kind: far above any model's context window
@@ -195,10 +195,27 @@ class UserOut(Schema):
     name: str
 
 
+# What the extension needs to know of an organization's lifecycle: "grace" still spends (and
+# should nudge the payer), "suspended" is refused with 402 organization_suspended.
+ProfileStatus = Literal["active", "grace", "suspended"]
+
+
+def _status(organization: Organization | None) -> ProfileStatus:
+    """The profile's status; the personal profile is always active."""
+    if organization is None:
+        return "active"
+    if organization.billing_state == Organization.BillingState.GRACE:
+        return "grace"
+    if organization.billing_state == Organization.BillingState.SUSPENDED:
+        return "suspended"
+    return "active"
+
+
 class OrganizationOut(Schema):
     id: UUID
     name: str
     role: str
+    status: ProfileStatus
 
 
 class ProfileOut(Schema):
@@ -210,6 +227,7 @@ class BalanceOut(Schema):
     balance: float
     balance_microdollars: int
     isDepleted: bool
+    status: ProfileStatus
 
 
 class UsageIn(Schema):
@@ -307,7 +325,12 @@ def _profile(request: HttpRequest) -> tuple[Membership | None, CreditAccount]:
 
 
 @api.get(
-    "/profile", response={200: ProfileOut, **COMMON}, summary="The caller and their organizations"
+    "/profile",
+    response={200: ProfileOut, **COMMON},
+    summary="The caller and their organizations",
+    description="Each organization with the caller's role and its `status`: `active`, `grace` "
+    "(a payment failed; usage works until the grace deadline) or `suspended` (usage is refused "
+    "with 402 `organization_suspended`).",
 )
 def profile(request: HttpRequest) -> dict[str, Any]:
     user = _token(request).user
@@ -315,8 +338,15 @@ def profile(request: HttpRequest) -> dict[str, Any]:
     return {
         "user": {"id": user.pk, "email": user.email, "name": user.name},
         "organizations": [
-            {"id": m.organization_id, "name": m.organization.name, "role": m.role}
-            for m in memberships.order_by("organization__name")
+            {
+                "id": m.organization_id,
+                "name": m.organization.name,
+                "role": m.role,
+                "status": _status(m.organization),
+            }
+            for m in memberships.exclude(
+                organization__billing_state=Organization.BillingState.DELETED
+            ).order_by("organization__name")
         ],
     }
 
@@ -325,13 +355,17 @@ def profile(request: HttpRequest) -> dict[str, Any]:
     "/profile/balance",
     response={200: BalanceOut, 403: Problem, **COMMON},
     summary="The chosen profile's credit balance",
+    description="`status` is the chosen profile's: `active`, `grace` (a payment failed; usage "
+    "works until the grace deadline) or `suspended` (usage is refused with 402 "
+    "`organization_suspended`). The personal profile is always `active`.",
 )
 def balance(request: HttpRequest) -> dict[str, Any]:
-    _, account = _profile(request)
+    membership, account = _profile(request)
     return {
         "balance": account.balance / 1_000_000,
         "balance_microdollars": account.balance,
         "isDepleted": account.balance <= 0,
+        "status": _status(membership.organization if membership else None),
     }
 
 

@@ -132,7 +132,9 @@ class LowBalanceForm(forms.Form):
     recipients = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        label="Send to (one email per line; empty: owners and billing managers)",
+        label="Send to (one email per line; empty: the owners and billing managers, or you for "
+        "personal credits)",
+        help_text="An organization's billing email (in its billing details) always gets it too.",
     )
 
     def clean_threshold(self) -> int | None:

@@ -102,6 +102,7 @@ class LedgerEntry(models.Model):
     reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "source", "idempotency_key"],
@@ -216,8 +217,8 @@ class Purchase(models.Model):
         FAILED = "failed"
 
     class Kind(models.TextChoices):
-        CREDIT_PURCHASE = "credit_purchase"
-        AUTO_TOPUP = "auto_topup"
+        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+        AUTO_TOPUP = "auto_topup", "Auto top-up"
 
     account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="purchases")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CREDIT_PURCHASE)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import BillingProfile
 from billing.notify import email_after_commit
-from billing.selectors import billing_contacts
+from billing.selectors import billing_contacts, billing_email
 from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.exceptions import (
     GrantRefused,
@@ -167,9 +167,12 @@ def _low_balance_alert(account_id: int, balance: int) -> None:
     if not claimed:
         return
     account = CreditAccount.objects.get(pk=account_id)
-    recipients = [
-        line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()
-    ]
+    chosen = [line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()]
+    # The people chosen on the Credits tab, else the billing contacts; the billing email hears
+    # of every money email either way.
+    recipients = chosen or _money_contacts(account)
+    if chosen and account.organization and (email := billing_email(account.organization)):
+        recipients = sorted({*chosen, email})
     email_after_commit(
         recipients=recipients,
         subject="Your Kilo Billing credit balance is low",

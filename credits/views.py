@@ -34,6 +34,7 @@ from credits.models import CreditAccount
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
+from organizations.selectors import memberships_of_user
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,13 @@ def tokens(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "credits/tokens.html",
-        {"form": form, "tokens": selectors.api_tokens(user=user), "new_token": new_token},
+        {
+            "form": form,
+            "tokens": selectors.api_tokens(user=user),
+            "new_token": new_token,
+            # The ids the extension sends as X-KiloCode-OrganizationId.
+            "memberships": memberships_of_user(user=user),
+        },
     )
 
 

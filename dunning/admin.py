@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from accounts.models import User
 from dunning import lifecycle
 from dunning.exceptions import LifecycleError
-from dunning.forms import ExtendGraceForm, LifecycleReasonForm
+from dunning.forms import ExtendGraceForm, LifecycleReasonForm, SuspendForm
 from dunning.models import LifecycleTransition, OrganizationLifecycle
 from invoices.admin import ReadOnlyMixin
 
@@ -39,7 +39,8 @@ class LifecycleTransitionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class OrganizationLifecycleAdmin(admin.ModelAdmin):
     list_display = ("name", "billing_state", "grace_ends_at", "suspended_at", "deletion_due_at")
     list_filter = ("billing_state",)
-    search_fields = ("name", "id")
+    # Staff often know a customer by a person's email: find the organizations they belong to.
+    search_fields = ("name", "id", "memberships__user__email")
     fields = (
         "name",
         "billing_state",
@@ -47,6 +48,9 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
         "grace_ends_at",
         "grace_reminder_sent_at",
         "suspended_at",
+        "suspended_by_staff",
+        "suspension_reason",
+        "retention_scheduled",
         "deletion_notice_days",
         "deleted_at",
     )
@@ -131,22 +135,29 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         def apply(organization: OrganizationLifecycle, data: dict[str, Any]) -> str:
             if not lifecycle.organization_suspend(
-                organization=organization, reason=data["reason"], actor=_staff(request)
+                organization=organization,
+                reason=data["reason"],
+                actor=_staff(request),
+                retention=data["start_retention"],
             ):
                 raise LifecycleError(
                     f"{organization.name} is {organization.get_billing_state_display().lower()}"
                     ": only an active organization or one in grace can be suspended."
                 )
-            return "suspended"
+            if organization.deletion_due_at is not None:
+                return f"suspended; data deleted on {organization.deletion_due_at:%Y-%m-%d} UTC"
+            return "suspended; no deletion scheduled"
 
         return self._run(
             request,
             queryset,
             action="suspend_now",
             title="Suspend now",
-            explanation="The API refuses, members lose the dashboard, billing stays open; "
-            "paying restores it.",
-            form_class=LifecycleReasonForm,
+            explanation="The API refuses, members lose the dashboard, billing stays open. The "
+            'customer is told staff suspended it and why; "pay now" is offered only when '
+            "something is overdue (paying it restores the organization). Data is deleted only "
+            "if you start the retention countdown.",
+            form_class=SuspendForm,
             apply=apply,
         )
 

@@ -24,17 +24,32 @@ from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
 from credits.services import organization_credits_freeze
 from dunning.lifecycle import State, transition_claim
-from dunning.models import LifecycleTransition
-from organizations.models import Organization
+from dunning.models import FormerBillingContact, LifecycleTransition
+from organizations.models import Membership, Organization
+from organizations.roles import Role
 from organizations.services import organization_team_remove
 from payments.gateway import GatewayError
 from seats.services import seats_end_with_organization
 
 logger = logging.getLogger(__name__)
 
+
+def former_billing_contacts_keep(*, organization: Organization) -> dict[str, int]:
+    """Before the team goes: who may still read the invoices (owners and billing managers)."""
+    contacts = [
+        FormerBillingContact(organization=organization, user_id=user_id, role=role)
+        for user_id, role in Membership.objects.filter(
+            organization=organization, role__in=[Role.OWNER, Role.BILLING_MANAGER]
+        ).values_list("user_id", "role")
+    ]
+    FormerBillingContact.objects.bulk_create(contacts, ignore_conflicts=True)
+    return {"former_billing_contacts": len(contacts)}
+
+
 # What each app deletes (and keeps) of a closing organization, in order, inside one transaction.
 # Each returns counts for the timeline.
 CLOSING_STEPS: tuple[Callable[..., dict[str, int]], ...] = (
+    former_billing_contacts_keep,
     organization_credits_freeze,
     organization_usage_delete,
     organization_team_remove,
@@ -108,6 +123,8 @@ def organization_purge(
         reason=f"suspended for {settings.BILLING_RETENTION_PERIOD.days} days without payment",
         action="billing.purge",
         allowed_from=frozenset({State.SUSPENDED}),
-        where=Q(suspended_at__lte=now - settings.BILLING_RETENTION_PERIOD),
+        where=Q(
+            suspended_at__lte=now - settings.BILLING_RETENTION_PERIOD, retention_scheduled=True
+        ),
         now=now,
     )

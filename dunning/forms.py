@@ -16,6 +16,19 @@ class ExtendGraceForm(LifecycleReasonForm):
     )
 
 
+class SuspendForm(LifecycleReasonForm):
+    """Staff's suspension: the reason, shown to the customer, and whether the retention
+    countdown starts (off by default: a staff suspension is not a non-payment)."""
+
+    start_retention = forms.BooleanField(
+        required=False,
+        initial=False,
+        label="Start the retention countdown",
+        help_text="Delete the organization's data after BILLING_RETENTION_PERIOD unless it is "
+        "restored or pays. Leave unticked to keep the data for as long as the suspension lasts.",
+    )
+
+
 class DeleteOrganizationForm(forms.Form):
     confirm_name = forms.CharField(
         label="Type the organization's name to confirm", max_length=100, strip=True

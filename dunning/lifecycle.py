@@ -194,11 +194,14 @@ def organization_suspend(
     actor: User | None = None,
     now: datetime | None = None,
     due_only: bool = False,
+    retention: bool | None = None,
 ) -> LifecycleTransition | None:
     """Grace ended unpaid (the sweep, `due_only`) or staff said so: → suspended. Nothing is
-    deleted; the API refuses and only billing pages stay open."""
+    deleted; the API refuses and only billing pages stay open. The retention countdown runs
+    for a suspension without staff, and for staff's only when they choose it (`retention`)."""
     now = now or billing_now()
     overdue = list(selectors.overdue_invoices(organization=organization))
+    by_staff = actor is not None
     transition = transition_claim(
         organization=organization,
         to_state=State.SUSPENDED,
@@ -209,15 +212,28 @@ def organization_suspend(
         actor=actor,
         invoice=overdue[0] if overdue else None,
         where=Q(grace_ends_at__lte=now) if due_only else None,
+        suspension_reason=reason[:300],
+        suspended_by_staff=by_staff,
+        retention_scheduled=not by_staff if retention is None else retention,
     )
     if transition is not None:
-        email_lifecycle(
-            organization,
-            f"{organization.name} is suspended: payment is overdue",
-            "billing_suspended.txt",
-            overdue=overdue,
-            deletion_at=organization.deletion_due_at,
-        )
+        if by_staff:
+            email_lifecycle(
+                organization,
+                f"{organization.name} is suspended by Kilo Billing staff",
+                "billing_suspended_by_staff.txt",
+                overdue=overdue,
+                deletion_at=organization.deletion_due_at,
+                reason=reason,
+            )
+        else:
+            email_lifecycle(
+                organization,
+                f"{organization.name} is suspended: payment is overdue",
+                "billing_suspended.txt",
+                overdue=overdue,
+                deletion_at=organization.deletion_due_at,
+            )
     return transition
 
 

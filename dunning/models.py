@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from invoices.models import Invoice
 from organizations.models import Organization
+from organizations.roles import Role
 
 
 class LifecycleTransition(models.Model):
@@ -49,3 +50,26 @@ class OrganizationLifecycle(Organization):
         proxy = True
         verbose_name = "organization billing lifecycle"
         verbose_name_plural = "organization billing lifecycles"
+
+
+class FormerBillingContact(models.Model):
+    """Someone who may still read a closed organization's invoices: an owner or billing
+    manager at the moment it closed. Memberships go at closing, so `dunning.closing` writes
+    these in the same transaction; the profile page lists the closed organizations from them."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="former_organizations"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user"], name="one_former_contact_per_user"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} was {self.role} of {self.organization_id}"

@@ -1,5 +1,7 @@
 """Reads about the lifecycle, always scoped to one organization (or one user)."""
 
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from accounts.models import User
@@ -16,16 +18,18 @@ def lifecycle_transitions(*, organization: Organization) -> QuerySet[LifecycleTr
     )
 
 
-def memberships_in_dunning(*, user: User) -> QuerySet[Membership]:
-    """The user's organizations in grace or suspension: the banners on every page."""
+def membership_in_dunning(*, user: User, org_id: UUID | str) -> Membership | None:
+    """The user's membership of org_id if that organization is in grace or suspension: the
+    banner on its pages."""
     return (
         Membership.objects.filter(
             user=user,
+            organization_id=org_id,
             organization__billing_state__in=[
                 Organization.BillingState.GRACE,
                 Organization.BillingState.SUSPENDED,
             ],
         )
         .select_related("organization")
-        .order_by("organization__name")
+        .first()
     )

@@ -13,6 +13,7 @@ from django.db.models import Q
 from billing.clock import billing_now
 from dunning.closing import organization_purge
 from dunning.lifecycle import State, email_lifecycle, organization_suspend
+from dunning.wording import duration_text
 from invoices import selectors
 from organizations.models import Organization
 
@@ -45,19 +46,23 @@ def _grace_remind(organization: Organization, now: datetime) -> bool:
             grace_reminder_sent_at__isnull=True,
         ).update(grace_reminder_sent_at=now)
         if claimed:
+            assert organization.grace_ends_at is not None
+            left = duration_text(organization.grace_ends_at - now)
             email_lifecycle(
                 organization,
-                f"{organization.name} will be suspended in 24 hours",
+                f"{organization.name} will be suspended in {left}",
                 "billing_grace_reminder.txt",
                 deadline=organization.grace_ends_at,
+                time_left=left,
                 overdue=list(selectors.overdue_invoices(organization=organization)),
             )
     return bool(claimed)
 
 
 def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Every 5 minutes: the reminder 24 hours before grace ends, then suspension when it has
-    ended unpaid. Reads only organizations in grace, through the partial index."""
+    """Every 5 minutes: the reminder within 24 hours of grace's end (stating the time really
+    left), then suspension when it has ended unpaid. Reads only organizations in grace, through
+    the partial index."""
     now = now or billing_now()
     in_grace = Organization.objects.filter(billing_state=State.GRACE)
     reminders = in_grace.filter(
@@ -97,6 +102,7 @@ def _deletion_notice(organization: Organization, now: datetime) -> bool:
                 pk=organization.pk,
                 billing_state=State.SUSPENDED,
                 suspended_at=organization.suspended_at,
+                retention_scheduled=True,
             )
             .filter(Q(deletion_notice_days__isnull=True) | Q(deletion_notice_days__gt=days))
             .update(deletion_notice_days=days)
@@ -119,7 +125,8 @@ def retention_sweep(*, now: datetime | None = None) -> dict[str, int]:
     suspended for BILLING_RETENTION_PERIOD. Reads only suspended organizations (partial index)."""
     now = now or billing_now()
     retention = settings.BILLING_RETENTION_PERIOD
-    suspended = Organization.objects.filter(billing_state=State.SUSPENDED)
+    # A staff suspension without the countdown is never noticed nor purged by time.
+    suspended = Organization.objects.filter(billing_state=State.SUSPENDED, retention_scheduled=True)
     first_notice = max(DELETION_NOTICE_DAYS)
     noticeable = (
         suspended.filter(

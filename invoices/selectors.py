@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from accounts.models import User
 from invoices.models import Invoice
 from organizations.models import Organization
 
@@ -20,6 +20,11 @@ def invoices_of_organization(*, organization: Organization) -> QuerySet[Invoice]
     return Invoice.objects.filter(billing_profile__organization=organization).order_by(
         "-created", "-number", "-pk"
     )
+
+
+def invoices_of_person(*, user: User) -> QuerySet[Invoice]:
+    """The personal billing profile's invoices (personal credits), newest first."""
+    return Invoice.objects.filter(billing_profile__user=user).order_by("-created", "-number", "-pk")
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,15 @@ def invoice_totals(invoices: QuerySet[Invoice]) -> dict[str, int]:
 
 
 def overdue_invoices(*, organization: Organization) -> QuerySet[Invoice]:
-    """Seat invoices still unpaid after BILLING_FAILED_ATTEMPTS_BEFORE_GRACE failed attempts:
-    what keeps an organization in grace or suspension, and what "pay now" pays, oldest first."""
+    """Seat invoices unpaid since their first failed attempt (DESIGN.md, the lifecycle): what
+    "pay now" pays, what keeps an organization in grace or suspension, oldest first. When grace
+    starts is the lifecycle's own rule (`dunning.lifecycle`), not this one."""
     return (
         Invoice.objects.filter(
             billing_profile__organization=organization,
             kind__in=LIFECYCLE_KINDS,
             status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
-            attempt_count__gte=settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE,
+            attempt_count__gte=1,
             amount_remaining__gt=0,
         )
         .select_related("billing_profile")

@@ -43,12 +43,44 @@ def _billing_membership(request: HttpRequest, org_id: UUID) -> Membership:
 
 
 def _card(request: HttpRequest, membership: Membership) -> tuple[PaymentMethod | None, bool]:
-    """(saved card, whether the gateway answered)."""
+    """(saved card, whether the gateway answered). Back from the gateway's card page, it also
+    says whether the card changed there."""
     try:
-        return billing_selectors.saved_card(organization=membership.organization), True
+        card = billing_selectors.saved_card(organization=membership.organization)
     except GatewayError:
         messages.warning(request, "The payment provider did not answer; the card is not shown.")
         return None, False
+    _card_returned(request, membership, card)
+    return card, True
+
+
+# Where the gateway's card page sends the payer back: the page it was opened from.
+CARD_RETURN_PAGES = {"billing": "org_billing", "pay": "org_pay_now"}
+CARD_RETURNED = "card"
+
+
+def _card_session_key(membership: Membership) -> str:
+    return f"card-before:{membership.organization_id}"
+
+
+def _card_returned(
+    request: HttpRequest, membership: Membership, card: PaymentMethod | None
+) -> None:
+    """The gateway's page has one way back whether a card was saved or not (Stripe's portal
+    too), so the card is compared with the one noted on the way out."""
+    if request.method != "GET" or request.GET.get(CARD_RETURNED) != "back":
+        return
+    before = request.session.pop(_card_session_key(membership), None)
+    if before is None:
+        return
+    if card is not None and card.id != before:
+        messages.success(
+            request,
+            f"Card saved: {card.brand.title()} ending in {card.last4}. It is the card charged "
+            "from now on.",
+        )
+    else:
+        messages.info(request, "The payment method was not changed.")
 
 
 @login_required
@@ -68,6 +100,7 @@ def invoices_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
         {
             "membership": membership,
             "tab": "invoices",
+            "overdue": list(selectors.overdue_invoices(organization=membership.organization)),
             "form": form,
             "filtered": form.filters().active,
             "page": page,
@@ -233,14 +266,19 @@ def billing(request: HttpRequest, org_id: UUID) -> HttpResponse:
 def payment_method(request: HttpRequest, org_id: UUID) -> HttpResponse:
     """To the gateway's page for replacing the card; it sends the customer back to Billing."""
     membership = _billing_membership(request, org_id)
-    return_url = settings.SITE_URL + reverse("org_billing", kwargs={"org_id": org_id})
+    back = CARD_RETURN_PAGES.get(request.GET.get("back", ""), "org_billing")
+    return_url = (
+        settings.SITE_URL + reverse(back, kwargs={"org_id": org_id}) + f"?{CARD_RETURNED}=back"
+    )
     try:
+        before = billing_selectors.saved_card(organization=membership.organization)
         url = billing_services.payment_method_update_url(
             organization=membership.organization, return_url=return_url
         )
     except GatewayError as error:
         messages.error(request, f"The payment provider did not answer ({error}); try again.")
-        return redirect("org_billing", org_id=org_id)
+        return redirect(back, org_id=org_id)
+    request.session[_card_session_key(membership)] = before.id if before else ""
     return redirect(url)
 
 

@@ -26,10 +26,14 @@ class OrganizationAdmin(admin.ModelAdmin):
         "grace_ends_at",
         "grace_reminder_sent_at",
         "suspended_at",
+        "suspended_by_staff",
+        "suspension_reason",
+        "retention_scheduled",
         "deletion_notice_days",
         "deleted_at",
     )
-    search_fields = ("name", "id")
+    # Staff often know a customer by a person's email: find the organizations they belong to.
+    search_fields = ("name", "id", "memberships__user__email")
     date_hierarchy = "created_at"
     inlines = (MembershipInline,)
 

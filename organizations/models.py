@@ -12,7 +12,7 @@ from organizations.roles import Role
 class Organization(models.Model):
     class BillingState(models.TextChoices):
         """The failed-payment lifecycle: active → grace → suspended → deleted, and back to active
-        on payment. Only `invoices.lifecycle` moves an organization between these states."""
+        on payment. Only `dunning.lifecycle` moves an organization between these states."""
 
         ACTIVE = "active", "Active"
         GRACE = "grace", "Grace period"
@@ -30,6 +30,12 @@ class Organization(models.Model):
     grace_ends_at = models.DateTimeField(null=True, blank=True)
     grace_reminder_sent_at = models.DateTimeField(null=True, blank=True)
     suspended_at = models.DateTimeField(null=True, blank=True)
+    # Why the current (or last) suspension happened: the sweep's "grace ended without payment"
+    # or staff's own reason. A staff suspension runs the retention countdown only if staff chose
+    # it (`retention_scheduled`); a suspension for non-payment always does.
+    suspension_reason = models.CharField(max_length=300, blank=True)
+    suspended_by_staff = models.BooleanField(default=False)
+    retention_scheduled = models.BooleanField(default=True)
     # The most urgent "data will be deleted in N days" notice sent during this suspension.
     deletion_notice_days = models.PositiveSmallIntegerField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -72,8 +78,13 @@ class Organization(models.Model):
 
     @property
     def deletion_due_at(self) -> datetime | None:
-        """When a suspended organization's data is deleted unless it pays."""
-        if self.billing_state != self.BillingState.SUSPENDED or self.suspended_at is None:
+        """When a suspended organization's data is deleted unless it pays; None when no
+        deletion is scheduled (not suspended, or suspended by staff without the countdown)."""
+        if (
+            self.billing_state != self.BillingState.SUSPENDED
+            or self.suspended_at is None
+            or not self.retention_scheduled
+        ):
             return None
         due: datetime = self.suspended_at + settings.BILLING_RETENTION_PERIOD
         return due

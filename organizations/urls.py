@@ -3,11 +3,9 @@ from django.urls import path
 from organizations import views
 
 urlpatterns = [
-    path("profile/", views.personal_profile, name="personal_profile"),
     path("profile/switch/", views.profile_switch, name="profile_switch"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("o/new/", views.organization_create, name="org_create"),
-    path("o/<uuid:org_id>/", views.overview, name="org_overview"),
     path("o/<uuid:org_id>/members/", views.members, name="org_members"),
     path("o/<uuid:org_id>/members/invite/", views.invite, name="org_invite"),
     path(
@@ -32,5 +30,4 @@ urlpatterns = [
     ),
     path("o/<uuid:org_id>/leave/", views.leave, name="org_leave"),
     path("o/<uuid:org_id>/settings/", views.settings_tab, name="org_settings"),
-    path("o/<uuid:org_id>/audit/", views.audit_log, name="org_audit"),
 ]

@@ -3,7 +3,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -37,12 +36,6 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def personal_profile(request: HttpRequest) -> HttpResponse:
-    memberships = selectors.memberships_of_user(user=_user(request))
-    return render(request, "organizations/personal.html", {"memberships": memberships})
-
-
-@login_required
 @require_POST
 def profile_switch(request: HttpRequest) -> HttpResponse:
     choice = request.POST.get("profile", "")
@@ -69,17 +62,6 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"{organization.name} is created; you are its owner.")
         return redirect("org_overview", org_id=organization.pk)
     return render(request, "organizations/create.html", {"form": form})
-
-
-@login_required
-def overview(request: HttpRequest, org_id: UUID) -> HttpResponse:
-    membership = membership_for(request, org_id)
-    members = selectors.members_of_organization(organization=membership.organization)
-    return render(
-        request,
-        "organizations/overview.html",
-        {"membership": membership, "tab": "overview", "member_count": members.count()},
-    )
 
 
 @login_required
@@ -274,18 +256,6 @@ def settings_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
         request,
         "organizations/settings.html",
         {"membership": membership, "tab": "settings", "form": form},
-    )
-
-
-@login_required
-def audit_log(request: HttpRequest, org_id: UUID) -> HttpResponse:
-    membership = membership_for(request, org_id, permission=Permission.MANAGE_SETTINGS)
-    events = selectors.audit_events(organization=membership.organization)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "organizations/audit_log.html",
-        {"membership": membership, "tab": "audit", "page": page},
     )
 
 

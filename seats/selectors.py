@@ -69,6 +69,15 @@ def pending_purchase(*, organization: Organization) -> SeatChange | None:
     )
 
 
+def purchase_for_checkout(*, organization: Organization, session_id: str) -> SeatChange | None:
+    """The purchase a Checkout session was for (the buyer is back from it)."""
+    return (
+        SeatChange.objects.select_related("receipt")
+        .filter(organization=organization, checkout_session_id=session_id)
+        .first()
+    )
+
+
 # Occupancy
 
 

@@ -1,6 +1,7 @@
 """The Seats tab and its confirmation pages. Every page that moves money shows exactly what will be
 charged, to which card and when the next charge comes, and carries a fresh idempotency key."""
 
+import re
 import uuid
 from typing import Any
 from uuid import UUID
@@ -31,6 +32,10 @@ from seats.forms import (
 )
 from seats.models import SeatChange, SeatSubscription
 
+# A Checkout session id as Stripe and the sandbox make them (cs_test_…, cs_live_…); anything else
+# in the return URL is not one, and never reaches the gateway or the database.
+CHECKOUT_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,200}")
+
 GATEWAY_DOWN = (
     "The payment provider could not be reached, so nothing was confirmed. Try again in a minute; "
     "confirming again never charges twice."
@@ -50,6 +55,12 @@ def _date(moment: Any) -> str:
     return f"{moment.day} {moment:%b %Y}"
 
 
+def _seats(count: int, adjective: str = "") -> str:
+    """ "1 seat", "3 seats", "1 empty seat"."""
+    words = f"{adjective} seat" if adjective else "seat"
+    return f"{count} {words}{'' if count == 1 else 's'}"
+
+
 def _page(
     request: HttpRequest,
     membership: Membership,
@@ -67,11 +78,8 @@ def _page(
 def seats_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = _manager(request, org_id)
     organization = membership.organization
-    if session_id := request.GET.get("session", "")[:200]:
-        try:
-            services.seats_checkout_returned(organization=organization, session_id=session_id)
-        except GatewayError:
-            messages.info(request, "Your payment is being confirmed; the seats appear shortly.")
+    if session_id := request.GET.get("session", ""):
+        return _checkout_returned(request, organization, session_id)
     occupancy = selectors.seat_occupancy(organization=organization)
     subscription = occupancy.subscription
     live = subscription is not None and subscription.is_live
@@ -90,12 +98,35 @@ def seats_tab(request: HttpRequest, org_id: UUID) -> HttpResponse:
             initial={"seats": max(occupancy.occupied, 1), "plan": "teams"},
         ),
         add_form=AddForm(initial={"seats": 1}) if live else None,
-        remove_form=RemoveForm(occupancy=occupancy, initial={"seats": max(occupancy.empty, 1)})
-        if live
-        else None,
+        # One seat by default: removing is deliberate, never "every empty seat" by a slip.
+        remove_form=RemoveForm(occupancy=occupancy, initial={"seats": 1}) if live else None,
         pending_purchase=selectors.pending_purchase(organization=organization),
         changes=selectors.seat_changes(organization=organization)[:10],
     )
+
+
+def _checkout_returned(
+    request: HttpRequest, organization: Organization, session_id: str
+) -> HttpResponse:
+    """Back from the seat Checkout: mirror what the gateway says, say what happened, and come
+    back to the plain Seats tab (a reload says nothing twice)."""
+    if not CHECKOUT_SESSION_ID.fullmatch(session_id):
+        return redirect("org_seats", org_id=organization.pk)
+    try:
+        services.seats_checkout_returned(organization=organization, session_id=session_id)
+    except GatewayError:
+        messages.info(request, "Your payment is being confirmed; the seats appear shortly.")
+        return redirect("org_seats", org_id=organization.pk)
+    change = selectors.purchase_for_checkout(organization=organization, session_id=session_id)
+    if change is None:
+        pass
+    elif change.status == SeatChange.Status.SUCCEEDED:
+        messages.success(request, f"Payment received. {_purchase_message(change)}")
+    elif change.status == SeatChange.Status.FAILED:
+        messages.error(request, f"The seat purchase did not go through: {change.failure_message}")
+    else:
+        messages.info(request, "Your payment is being confirmed; the seats appear shortly.")
+    return redirect("org_seats", org_id=organization.pk)
 
 
 # Purchase
@@ -170,7 +201,7 @@ def _charged(change: SeatChange) -> tuple[SeatSubscription, str]:
 def _purchase_message(change: SeatChange) -> str:
     subscription, charged = _charged(change)
     return (
-        f"You bought {change.seats} seats{charged}. They renew monthly; next invoice on "
+        f"You bought {_seats(change.seats)}{charged}. Renewal is monthly; next invoice on "
         f"{_date(subscription.current_period_end)} (UTC)."
     )
 
@@ -270,8 +301,8 @@ def _declined(failed: PaymentFailed) -> str:
 def _addition_message(change: SeatChange) -> str:
     subscription, charged = _charged(change)
     return (
-        f"Added {change.seats} seats{charged}. You now have "
-        f"{subscription.quantity} seats; the billing date stays "
+        f"Added {_seats(change.seats)}{charged}. You now have "
+        f"{_seats(subscription.quantity)}; the billing date stays "
         f"{_date(subscription.current_period_end)} (UTC), when "
         f"{cents(subscription.monthly_amount)} is due."
     )
@@ -347,9 +378,9 @@ def seats_remove(request: HttpRequest, org_id: UUID) -> HttpResponse:
 def _removal_message(change: SeatChange) -> str:
     subscription = SeatSubscription.objects.get(organization_id=change.organization_id)
     return (
-        f"Removed {change.seats} empty seats; you now have {subscription.quantity}. No refund or "
-        f"credit. The next invoice, on {_date(subscription.current_period_end)} (UTC), is "
-        f"{cents(subscription.monthly_amount)}."
+        f"Removed {_seats(change.seats, 'empty')}; you now have {subscription.quantity}. No "
+        f"refund or credit. The next invoice, on {_date(subscription.current_period_end)} "
+        f"(UTC), is {cents(subscription.monthly_amount)}."
     )
 
 

@@ -2,6 +2,8 @@ from django import template
 
 register = template.Library()
 
+MICRODOLLARS_PER_CENT = 10_000
+
 
 @register.filter
 def cents(value: int | None) -> str:
@@ -13,9 +15,27 @@ def cents(value: int | None) -> str:
     return f"{sign}${dollars:,}.{rest:02d}"
 
 
+def microdollars_to_cents(value: int) -> int:
+    """Microdollars rounded to the nearest cent, halves away from zero ("half up" on the
+    amount): 3_700_294_159 → 370_029, 5_000 → 1, -5_000 → -1. What a person reads of a balance
+    or a total; the ledger keeps the exact microdollars."""
+    magnitude = (abs(int(value)) + MICRODOLLARS_PER_CENT // 2) // MICRODOLLARS_PER_CENT
+    return -magnitude if value < 0 else magnitude
+
+
+@register.filter
+def dollars(value: int | None) -> str:
+    """Microdollars as dollars and cents, for balances and totals: 3_700_294_159 → $3,700.29
+    (rounded half up, see `microdollars_to_cents`)."""
+    if value is None:
+        return ""
+    return cents(microdollars_to_cents(value))
+
+
 @register.filter
 def microdollars(value: int | None) -> str:
-    """Microdollars with two decimals, or as many as it takes below a cent: $0.000450."""
+    """Microdollars with two decimals, or as many as it takes below a cent: $0.000450. For
+    amounts that are exact by nature (one request's cost, a ledger row), never for balances."""
     if value is None:
         return ""
     sign = "-" if value < 0 else ""

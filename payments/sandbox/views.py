@@ -20,15 +20,20 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     session = get_object_or_404(
         SandboxCheckoutSession.objects.select_related("customer", "price"), pk=session_id
     )
+    success_url = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
     if session.status == "complete":
-        return redirect(session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
+        return redirect(success_url)
     form = CardForm(request.POST or None)
     if request.method == "POST" and session.status == "open" and form.is_valid():
         error = services.checkout_complete(session_id=session.id, card=form.card())
         if error is None:
-            return redirect(session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
+            return redirect(success_url)
+        session.refresh_from_db()
+        if session.status == "complete":
+            # Paid meanwhile (a second click, another tab): the payment went through once.
+            return redirect(success_url)
         form.add_error(None, error.message)
-    status = 200 if session.status == "open" else 410
+    status = 200 if session.status in ("open", "complete") else 410
     return render(
         request, "sandbox/checkout.html", {"session": session, "form": form}, status=status
     )

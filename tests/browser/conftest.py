@@ -83,6 +83,9 @@ def celery_worker(
         "STRIPE_SECRET_KEY": "",  # the sandbox gateway, as in the test process
         "STRIPE_WEBHOOK_SECRET": django_settings.STRIPE_WEBHOOK_SECRET,
         "KB_BROWSER_QUEUE": browser_queue,
+        # The worker's emails go to its log, where a journey can read them (never to a real
+        # SMTP server configured in the developer's environment).
+        "EMAIL_URL": "consolemail://",
         "LOG_LEVEL": "INFO",
     }
     command = [
@@ -121,6 +124,12 @@ def celery_worker(
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(timeout=WORKER_STOP_TIMEOUT)
+
+
+@pytest.fixture
+def worker_log(request: pytest.FixtureRequest, celery_worker: subprocess.Popen[bytes]) -> Path:
+    """The worker's log: what it did, and the emails it sent (console backend)."""
+    return request.config.stash[WORKER_LOG]
 
 
 @pytest.fixture

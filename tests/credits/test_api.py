@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from credits.models import ApiToken, CreditAccount, LedgerEntry, UsageRecord
 from credits.services import account_for, api_token_create
-from organizations.models import Membership
+from organizations.models import Membership, Organization
 from tests.conftest import World
 from tests.credits.conftest import fund, seat_everyone
 from tests.factories import UserFactory
@@ -56,7 +56,7 @@ def test_the_profile_lists_the_callers_organizations(world: World) -> None:
     body = api(world.member).get("/api/profile").json()
     assert body["user"]["email"] == world.member.email
     assert body["organizations"] == [
-        {"id": str(world.org.pk), "name": "Acme Robotics", "role": "member"}
+        {"id": str(world.org.pk), "name": "Acme Robotics", "role": "member", "status": "active"}
     ]
 
 
@@ -66,9 +66,35 @@ def test_the_balance_follows_the_header(funded: World) -> None:
         "balance": 2.5,
         "balance_microdollars": 2_500_000,
         "isDepleted": False,
+        "status": "active",
     }
     org_balance = api(funded.member, funded.org).get("/api/profile/balance").json()
     assert org_balance["balance_microdollars"] == 1_000_000
+    assert org_balance["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("grace", "grace"), ("suspended", "suspended"), ("active", "active")],
+)
+def test_the_api_tells_each_organizations_status(funded: World, state: str, status: str) -> None:
+    """What an extension reads before a request fails: the chosen profile's status on the
+    balance and each organization's on the profile; the personal profile is always active."""
+    fund(account_for(user=funded.member), 1_000_000)
+    now = timezone.now()
+    Organization.objects.filter(pk=funded.org.pk).update(
+        billing_state=state,
+        grace_ends_at=now + timedelta(days=3) if state == "grace" else None,
+        suspended_at=now if state == "suspended" else None,
+    )
+    member = api(funded.member, funded.org)
+    assert member.get("/api/profile/balance").json()["status"] == status
+    organizations = api(funded.member).get("/api/profile").json()["organizations"]
+    assert [(org["id"], org["status"]) for org in organizations] == [(str(funded.org.pk), status)]
+    assert api(funded.member).get("/api/profile/balance").json()["status"] == "active"
+    # The neighbour's state is never the member's business, nor theirs ours.
+    outsider = api(funded.outsider).get("/api/profile").json()["organizations"]
+    assert [org["status"] for org in outsider] == ["active"]
 
 
 def test_a_member_spends_the_organizations_credits_once_per_request(funded: World) -> None:

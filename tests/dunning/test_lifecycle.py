@@ -75,13 +75,16 @@ def test_the_whole_timeline(world: World, step: Step) -> None:
         owner_page = client_for(world.owner).get(reverse("org_members", args=[world.org.pk]))
         assert reverse("org_pay_now", args=[world.org.pk]).encode() in owner_page.content
 
-        # 24 hours before the end: one reminder, however often the sweep runs.
+        # Within 24 hours of the end: one reminder, however often the sweep runs, stating the
+        # time really left (23 hours here) and the deadline.
         mail.outbox.clear()
         traveller.move_to(grace_start + timedelta(days=2, hours=1))
         tick(step)  # the sandbox's retry on day 3 fails too: another failure email
         step(sweeps.dunning_sweep)
         step(sweeps.dunning_sweep)
-        assert subjects().count("Acme Robotics will be suspended in 24 hours") == 1
+        assert subjects().count("Acme Robotics will be suspended in 23 hours") == 1
+        (reminder,) = [m for m in mail.outbox if "will be suspended" in m.subject]
+        assert f"{world.org.grace_ends_at:%-d %B %Y, %H:%M} UTC, in 23 hours," in reminder.body
 
         # At 2 days 23 hours: still grace.
         traveller.move_to(grace_start + timedelta(days=2, hours=23))
@@ -173,6 +176,7 @@ def test_the_whole_timeline(world: World, step: Step) -> None:
     purge = LifecycleTransition.objects.get(organization=tombstone, to_state=State.DELETED)
     assert purge.reason == "suspended for 30 days without payment"
     assert purge.details == {
+        "former_billing_contacts": 2,  # the owner and the billing manager
         "memberships": 4,
         "invitations": 1,
         "usage_records": 0,
@@ -204,3 +208,22 @@ def test_the_whole_timeline(world: World, step: Step) -> None:
     assert client_for(world.owner).get(overview).status_code == 404
     assert api_membership_for(user=world.owner, org_id=tombstone.pk) is None
     assert "Acme Robotics's data has been deleted" in subjects()
+    # Its former owner and billing manager still find its invoices and what happened, read-only,
+    # on their profile; nobody else does.
+    closed_page = reverse("personal_closed_organization", args=[tombstone.pk])
+    for former in (world.owner, world.billing):
+        profile = client_for(former).get(reverse("personal_profile")).content.decode()
+        assert "Closed organizations" in profile
+        assert closed_page in profile
+        assert "suspended for 30 days without payment" in profile
+        page = client_for(former).get(closed_page)
+        assert page.status_code == 200
+        for number in Invoice.objects.values_list("number", flat=True):
+            assert number in page.content.decode()
+        assert ">PDF</a>" in page.content.decode()
+    for other in (world.admin, world.member, world.outsider):
+        assert (
+            "Closed organizations"
+            not in client_for(other).get(reverse("personal_profile")).content.decode()
+        )
+        assert client_for(other).get(closed_page).status_code == 404

@@ -19,6 +19,7 @@ from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
 from payments.sandbox.models import SandboxCustomer
 from tests.conftest import World, client_for
+from tests.factories import MembershipFactory
 from tests.invoices.conftest import Step, card_use, customer_of, subscribe
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
 
@@ -320,9 +321,14 @@ def test_update_payment_method_goes_to_the_sandbox_card_page_and_back(world: Wor
         response["Location"], {"number": "4242 4242 4242 4242", "expiry": "12 / 40", "cvc": "123"}
     )
     assert page.status_code == 302
-    assert page["Location"].endswith(url("org_billing", world))
+    assert page["Location"].endswith(url("org_billing", world) + "?card=back")
     customer.refresh_from_db()
     assert customer.default_payment_method is not None
+    # Back on the billing page, a confirmation says which card is now charged.
+    back = client.get(url("org_billing", world) + "?card=back").content.decode()
+    assert "Card saved: Visa ending in 4242. It is the card charged from now on." in back
+    # Only once: a reload says nothing more.
+    assert "Card saved" not in client.get(url("org_billing", world) + "?card=back").content.decode()
 
 
 def test_the_first_visit_to_the_card_page_creates_the_gateway_customer(world: World) -> None:
@@ -418,26 +424,127 @@ def test_pay_now_with_nothing_overdue_charges_nothing(world: World) -> None:
 # Banners, the timeline and the suspension page
 
 
-def test_the_grace_banner_is_on_every_page_with_the_deadline(
+def test_the_grace_banner_is_on_every_page_of_the_organization_with_the_deadline(
     world: World, in_grace: SandboxCustomer
 ) -> None:
     deadline = world.org.grace_ends_at
     assert deadline is not None
     for user, path in [
-        (world.member, reverse("personal_profile")),
+        (world.member, reverse("org_overview", args=[world.org.pk])),
         (world.member, reverse("org_members", args=[world.org.pk])),
         (world.owner, url("org_invoices", world)),
     ]:
         page = client_for(user).get(path).content.decode()
         assert 'class="banner grace"' in page
         assert deadline.strftime("%-d %b %Y, %H:%M") + " UTC" in page
-    assert "Pay now" in client_for(world.owner).get(reverse("personal_profile")).content.decode()
-    member_page = client_for(world.member).get(reverse("personal_profile")).content.decode()
+    owner_page = client_for(world.owner).get(url("org_members", world)).content.decode()
+    assert url("org_pay_now", world) in owner_page
+    member_page = client_for(world.member).get(url("org_members", world)).content.decode()
     assert "Ask an owner or billing manager to pay." in member_page
+    # The personal profile has no banner; it lists each organization's state instead.
+    profile = client_for(world.owner).get(reverse("personal_profile")).content.decode()
+    assert 'class="banner' not in profile
+    assert f"Grace period</span> until {deadline:%-d %b %Y, %H:%M} UTC" in profile
     assert (
         'class="banner'
         not in client_for(world.outsider).get(reverse("personal_profile")).content.decode()
     )
+
+
+def test_a_member_of_two_organizations_sees_each_banner_only_in_its_organization(
+    world: World, in_grace: SandboxCustomer
+) -> None:
+    """Acme is in grace; Globex is fine. Someone in both sees Acme's banner on Acme's pages
+    only, never on Globex's."""
+    both = world.owner
+    MembershipFactory(organization=world.neighbour, user=both, role=Role.OWNER)
+    client = client_for(both)
+    acme = client.get(reverse("org_overview", args=[world.org.pk])).content.decode()
+    assert 'class="banner grace"' in acme
+    globex_pages = [
+        reverse("org_overview", args=[world.neighbour.pk]),
+        reverse("org_members", args=[world.neighbour.pk]),
+        reverse("org_invoices", args=[world.neighbour.pk]),
+    ]
+    for path in globex_pages:
+        page = client.get(path).content.decode()
+        assert 'class="banner' not in page, path
+        assert "Payment failed for Acme Robotics" not in page, path
+    # And the other way round: Globex suspended, Acme's pages say nothing of it.
+    Organization.objects.filter(pk=world.neighbour.pk).update(
+        billing_state="suspended", suspended_at=timezone.now()
+    )
+    assert "Globex is suspended" in client.get(globex_pages[2]).content.decode()
+    members = client.get(url("org_members", world)).content.decode()
+    assert "Globex is suspended" not in members
+    assert 'class="banner grace"' in members  # Acme's own stays
+
+
+def test_after_one_failed_renewal_the_email_link_offers_the_overdue_invoice(
+    world: World, step: Step
+) -> None:
+    """DESIGN.md: a seat invoice is overdue from its first failed attempt; the payment-failed
+    email's "Pay now" pays it, and no page says payments are up to date."""
+    customer = customer_of(world.org)
+    step(lambda: subscribe(customer, world.org))
+    card_use(customer, FAILS_ON_CHARGE)
+    from payments.sandbox import engine
+    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
+
+    step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
+    draft = SandboxInvoice.objects.get(status="draft")
+    mail.outbox.clear()
+    step(lambda: engine.invoice_attempt(engine.invoice_finalize(draft), automatic=True))
+    world.org.refresh_from_db()
+    assert world.org.billing_state == "active"  # one failure: no grace yet
+    renewal = Invoice.objects.get(billing_reason="subscription_cycle")
+    assert (renewal.status, renewal.attempt_count) == ("open", 1)
+
+    (failed,) = [m for m in mail.outbox if m.subject.startswith("Payment failed")]
+    pay_link = next(line for line in failed.body.splitlines() if line.startswith("Pay now: "))
+    path = pay_link.removeprefix("Pay now: ").removeprefix("http://127.0.0.1:8000")
+    assert path == url("org_pay_now", world)
+    client = client_for(world.billing)
+    pay_page = client.get(path).content.decode()
+    assert "Nothing is overdue" not in pay_page
+    assert renewal.number in pay_page
+    assert "Pay $90.00 now" in pay_page
+    billing = client.get(url("org_billing", world)).content.decode()
+    assert "Payments are up to date" not in billing
+    assert "Payment failed" in billing
+    detail = client.get(reverse("org_invoice", args=[world.org.pk, renewal.pk])).content.decode()
+    assert f'href="{url("org_pay_now", world)}"' in detail
+    overview = client.get(reverse("org_overview", args=[world.org.pk])).content.decode()
+    assert "A payment failed" in overview
+
+    card_use(customer, GOOD)
+    response = step(lambda: client.post(path, {"confirm": "on"}))
+    assert response.status_code == 302
+    renewal.refresh_from_db()
+    assert (renewal.status, renewal.amount_remaining) == ("paid", 0)
+    assert "Payments are up to date" in client.get(url("org_billing", world)).content.decode()
+
+
+def test_use_another_card_on_pay_now_comes_back_to_pay_now(
+    world: World, in_grace: SandboxCustomer
+) -> None:
+    client = client_for(world.owner)
+    pay_page = client.get(url("org_pay_now", world)).content.decode()
+    link = url("org_payment_method", world) + "?back=pay"
+    assert f'href="{link}">Use another card' in pay_page
+    to_card_page = client.get(link)
+    card_page = to_card_page["Location"]
+    saved = client.post(
+        card_page, {"number": "4242 4242 4242 4242", "expiry": "12 / 40", "cvc": "123"}
+    )
+    assert saved["Location"].endswith(url("org_pay_now", world) + "?card=back")
+    back = client.get(url("org_pay_now", world) + "?card=back").content.decode()
+    assert "Card saved: Visa ending in 4242" in back
+    assert "To the card: <strong>Visa ending in 4242</strong>" in back
+    # Leaving the card page without saving says so, and keeps the card.
+    client.get(link)
+    unchanged = client.get(url("org_pay_now", world) + "?card=back").content.decode()
+    assert "The payment method was not changed." in unchanged
 
 
 def test_the_account_status_page_shows_the_timeline(

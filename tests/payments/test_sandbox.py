@@ -11,6 +11,7 @@ from payments.models import WebhookEvent
 from payments.sandbox import delivery, engine
 from payments.sandbox.gateway import SandboxGateway
 from payments.sandbox.models import (
+    SandboxCheckoutSession,
     SandboxEvent,
     SandboxInvoice,
     SandboxSubscription,
@@ -448,3 +449,43 @@ def test_events_travel_over_http_to_the_apps_own_endpoint(
     completed = WebhookEvent.objects.get(type="checkout.session.completed")
     assert completed.status == WebhookEvent.Status.PROCESSED
     assert SandboxEvent.objects.get(id=completed.event_id).last_response.startswith("200")
+
+
+def test_a_paid_checkout_revisited_or_clicked_twice_goes_to_the_success_page(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A complete session sends the buyer to the success URL, never to "expired": Stripe
+    redirects to success_url once a payment succeeds
+    (https://docs.stripe.com/payments/checkout/custom-success-page), and a complete session's
+    status is `complete`, not `expired`
+    (https://docs.stripe.com/api/checkout/sessions/object#checkout_session_object-status)."""
+    from payments.sandbox import services
+
+    record = customer(card=None)
+    session = gateway.checkout_payment(
+        customer_id=record.id,
+        amount=2000,
+        description="$20.00 of credits",
+        metadata={},
+        success_url="http://testserver/done?session={CHECKOUT_SESSION_ID}",
+        cancel_url="http://testserver/back",
+        idempotency_key="checkout-twice",
+    )
+    done = f"http://testserver/done?session={session.id}"
+    # Two clicks on "Pay": the second request finds the session paid by the first.
+    real = services.checkout_complete
+
+    def paid_by_the_other_click(*, session_id: str, card: object) -> object:
+        assert real(session_id=session_id, card=card) is None  # type: ignore[arg-type]
+        return real(session_id=session_id, card=card)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services, "checkout_complete", paid_by_the_other_click)
+    second = Client().post(session.url, card_form())
+    assert second.status_code == 302
+    assert second["Location"] == done
+    # Revisited later: straight to the success page.
+    revisit = Client().get(session.url)
+    assert (revisit.status_code, revisit["Location"]) == (302, done)
+    assert SandboxCheckoutSession.objects.get(pk=session.id).status == "complete"
+    settle()
+    assert WebhookEvent.objects.filter(type="checkout.session.completed").count() == 1

@@ -141,12 +141,16 @@ def test_coming_back_from_checkout_shows_the_seats_before_the_webhook(world: Wor
     session_id = re.search(r"/(cs_test_\w+)", response["Location"]).group(1)  # type: ignore[union-attr]
     assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD) is None
     # No settle(): the webhooks have not arrived; the return page syncs from the gateway.
-    page = client_for(world.owner).get(
-        reverse("org_seats", args=[world.org.pk]), {"session": session_id}
-    )
-    assert page.status_code == 200
+    client = client_for(world.owner)
+    back = client.get(reverse("org_seats", args=[world.org.pk]), {"session": session_id})
+    # Said once, then the plain Seats tab: a reload does not repeat it.
+    assert back.status_code == 302
+    assert back["Location"] == reverse("org_seats", args=[world.org.pk])
     assert SeatSubscription.objects.get(organization=world.org).seats == 3
-    assert "Next invoice" in page.content.decode()
+    page = client.get(back["Location"]).content.decode()
+    assert "Payment received. You bought 3 seats: $54.00 charged today" in page
+    assert "Next invoice" in page
+    assert "Payment received" not in client.get(back["Location"]).content.decode()
 
 
 def test_a_return_with_another_organizations_session_changes_nothing(world: World) -> None:
@@ -169,3 +173,15 @@ def test_plans_become_gateway_prices_on_first_use(world: World, plan: str) -> No
     confirm(world, plan=plan)
     price = SandboxPrice.objects.get()
     assert price.lookup_key == f"kilo-seats-{plan}-{1800 if plan == 'teams' else 7200}-usd-month"
+
+
+@pytest.mark.parametrize("session", ["nope", "cs_test_\x00", "cs_test_" + "x" * 5000, "../../x"])
+def test_a_return_with_a_malformed_session_changes_nothing(world: World, session: str) -> None:
+    response = client_for(world.owner).get(
+        reverse("org_seats", args=[world.org.pk]), {"session": session}
+    )
+    assert (response.status_code, response["Location"]) == (
+        302,
+        reverse("org_seats", args=[world.org.pk]),
+    )
+    assert not SeatSubscription.objects.filter(organization=world.org).exists()

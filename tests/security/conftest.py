@@ -14,6 +14,7 @@ import pytest
 from django.db import transaction
 from django.db.models import Model
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from accounts.models import User
 from analytics.models import DailyUsage, UsageSettings
@@ -21,7 +22,7 @@ from billing.models import BillingProfile
 from credits.ledger import usage_debit
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
 from credits.services import account_for, api_token_create, credits_purchase
-from dunning.models import LifecycleTransition
+from dunning.models import FormerBillingContact, LifecycleTransition
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role
@@ -47,7 +48,30 @@ class Tenants:
     world: World
     acme: Tenant
     globex: Tenant
-    personal: dict[str, int]  # the outsider's personal objects (purchase, token)
+    personal: dict[str, Any]  # the outsider's personal objects (purchase, token, closed org)
+
+
+def closed_organization_of(user: User, *, name: str) -> Organization:
+    """An organization closed while `user` was its billing manager (what `dunning.closing`
+    leaves: a tombstone, a former billing contact, an invoice)."""
+    organization = Organization.objects.create(
+        name=name, billing_state=Organization.BillingState.DELETED, deleted_at=timezone.now()
+    )
+    FormerBillingContact.objects.create(
+        organization=organization, user=user, role=Role.BILLING_MANAGER
+    )
+    Invoice.objects.create(
+        billing_profile=BillingProfile.objects.create(organization=organization),
+        gateway_id=f"in_closed_{organization.pk.hex}",
+        number=f"KB-{name.upper()}",
+        kind=Invoice.Kind.SEAT_SUBSCRIPTION,
+        status=Invoice.Status.PAID,
+        amount_due=1800,
+        amount_paid=1800,
+        created=timezone.now(),
+        observed_at=timezone.now(),
+    )
+    return organization
 
 
 def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tenant:
@@ -122,11 +146,17 @@ def tenants(django_db_setup: None, django_db_blocker: Any) -> Iterator[Tenants]:
             created_by=world.outsider,
         )
         token, _ = api_token_create(user=world.outsider, name="outsider's laptop")
+        closed = closed_organization_of(world.outsider, name="Umbrella")
+        globex.markers += ["Umbrella", "KB-UMBRELLA"]
         yield Tenants(
             world=world,
             acme=acme,
             globex=globex,
-            personal={"purchase_id": personal_purchase.pk, "token_id": token.pk},
+            personal={
+                "purchase_id": personal_purchase.pk,
+                "token_id": token.pk,
+                "closed_id": closed.pk,
+            },
         )
         transaction.set_rollback(True)
 

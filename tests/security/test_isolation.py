@@ -32,7 +32,7 @@ from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
 from tests.conftest import client_for
-from tests.security.conftest import ROLES, Tenant, Tenants, state_of
+from tests.security.conftest import ROLES, Tenant, Tenants, closed_organization_of, state_of
 
 P = Permission
 
@@ -123,6 +123,8 @@ PAGES: dict[str, Page] = {
     "personal_token_revoke": Page(None, ok=302, method="POST", attack={}),
     "personal_usage": Page(None),
     "personal_usage_csv": Page(None),
+    "personal_invoices": Page(None),
+    "personal_closed_organization": Page(None),
 }
 
 AUTH_PAGES = "log-in, sign-up and password pages: no tenant data (tests/accounts)"
@@ -165,7 +167,7 @@ EXCLUDED: dict[str, str] = {
 
 # URL keywords that name an organization's objects, and the personal ones.
 ORG_OBJECTS = {"membership_id", "invitation_id", "purchase_id", "invoice_id"}
-PERSONAL_OBJECTS = {"purchase_id", "token_id"}
+PERSONAL_OBJECTS = {"purchase_id", "token_id", "closed_id"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def _ids(routes: list[Route]) -> list[str]:
     return [route.name for route in routes]
 
 
-def url(route: Route, tenant: Tenant | None, objects: dict[str, int] | None = None) -> str:
+def url(route: Route, tenant: Tenant | None, objects: dict[str, Any] | None = None) -> str:
     objects = objects if objects is not None else (tenant.objects if tenant else {})
     kwargs: dict[str, object] = {}
     for keyword in route.keywords:
@@ -378,8 +380,9 @@ def test_it_sends_anonymous_visitors_to_log_in(tenants: Tenants, db: None, route
 
 
 @pytest.fixture
-def mine(tenants: Tenants, db: None) -> dict[str, int]:
-    """Acme's member's own personal purchase and token."""
+def mine(tenants: Tenants, db: None) -> dict[str, Any]:
+    """Acme's member's own personal purchase and token, and an organization closed while they
+    were its billing manager."""
     member = tenants.world.member
     purchase = Purchase.objects.create(
         account=account_for(user=member),
@@ -387,12 +390,16 @@ def mine(tenants: Tenants, db: None) -> dict[str, int]:
         idempotency_key="sweep-personal-member",
         created_by=member,
     )
-    return {"purchase_id": purchase.pk, "token_id": ApiToken.objects.get(user=member).pk}
+    return {
+        "purchase_id": purchase.pk,
+        "token_id": ApiToken.objects.get(user=member).pk,
+        "closed_id": closed_organization_of(member, name="Initech").pk,
+    }
 
 
 @pytest.mark.parametrize("route", PERSONAL_ROUTES, ids=_ids(PERSONAL_ROUTES))
 def test_it_opens_personal_pages_to_their_owner(
-    tenants: Tenants, mine: dict[str, int], route: Route
+    tenants: Tenants, mine: dict[str, Any], route: Route
 ) -> None:
     page = PAGES[route.table_key]
     response = ask(client_for(tenants.world.member), route, url(route, None, mine))
@@ -405,7 +412,7 @@ def test_it_opens_personal_pages_to_their_owner(
 
 @pytest.mark.parametrize("route", PERSONAL_OBJECT_ROUTES, ids=_ids(PERSONAL_OBJECT_ROUTES))
 def test_it_404s_for_someone_elses_personal_objects(
-    tenants: Tenants, mine: dict[str, int], route: Route
+    tenants: Tenants, mine: dict[str, Any], route: Route
 ) -> None:
     page = PAGES[route.table_key]
     address = url(route, None, tenants.personal)
@@ -453,6 +460,8 @@ def _any_url(route: Route, tenants: Tenants) -> str:
             kwargs[keyword] = acme.objects[keyword]
         elif keyword == "token_id":
             kwargs[keyword] = ApiToken.objects.get(user=tenants.world.owner).pk
+        elif keyword in tenants.personal:
+            kwargs[keyword] = tenants.personal[keyword]
         else:
             kwargs[keyword] = "x"  # capability tokens: the check comes before the view
     return reverse(route.name, kwargs=kwargs)

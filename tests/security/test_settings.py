@@ -29,7 +29,7 @@ from organizations.services import hash_token
 from tests.conftest import client_for
 from tests.factories import PASSWORD, UserFactory
 from tests.faults.conftest import database_url_for_subprocesses
-from tests.security.conftest import Tenants
+from tests.security.conftest import Tenants, closed_organization_of
 from tests.security.test_isolation import (
     ORG_ROUTES,
     PAGES,
@@ -209,6 +209,7 @@ def rendered(tenants: Tenants, django_db_blocker: Any) -> dict[str, Rendered]:
         personal = {
             "purchase_id": _personal_purchase(world.member),
             "token_id": ApiToken.objects.get(user=world.member).pk,
+            "closed_id": closed_organization_of(world.member, name="Initech").pk,
         }
         owner, member = client_for(world.owner), client_for(world.member)
         pages = {name: owner.get(_address(name, tenants.acme, None)) for name in ORG_PAGES}
@@ -224,7 +225,7 @@ def rendered(tenants: Tenants, django_db_blocker: Any) -> dict[str, Rendered]:
         }
 
 
-def _address(name: str, tenant: Any, objects: dict[str, int] | None) -> str:
+def _address(name: str, tenant: Any, objects: dict[str, Any] | None) -> str:
     route = next(route for route in ORG_ROUTES + PERSONAL_ROUTES if route.name == name)
     return url(route, tenant, objects)
 
