@@ -186,8 +186,29 @@ STORAGES = {
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kilo Billing <billing@localhost>")
 
-# Payments: Stripe when a secret key is set, the local sandbox otherwise.
+# Payments: Stripe when a secret key is set; the local sandbox (no real money) only in development
+# or when chosen explicitly with BILLING_GATEWAY=sandbox (DESIGN.md, "Payments": production never
+# runs on the sandbox by accident).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+BILLING_GATEWAYS = ("stripe", "sandbox")
+BILLING_GATEWAY = env.str("BILLING_GATEWAY", default="").strip().lower()
+if BILLING_GATEWAY and BILLING_GATEWAY not in BILLING_GATEWAYS:
+    raise ImproperlyConfigured(
+        f"BILLING_GATEWAY={BILLING_GATEWAY!r}: use stripe or sandbox (or leave it empty)."
+    )
+if BILLING_GATEWAY == "stripe" and not STRIPE_SECRET_KEY:
+    raise ImproperlyConfigured("BILLING_GATEWAY=stripe: set STRIPE_SECRET_KEY.")
+if not BILLING_GATEWAY:
+    if STRIPE_SECRET_KEY:
+        BILLING_GATEWAY = "stripe"
+    elif DEBUG:
+        BILLING_GATEWAY = "sandbox"
+    else:
+        raise ImproperlyConfigured(
+            "DEBUG is off and STRIPE_SECRET_KEY is not set: set STRIPE_SECRET_KEY to take real "
+            "payments, or BILLING_GATEWAY=sandbox for a demo or staging site where no real money "
+            "moves (every page then says so)."
+        )
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str(
     "STRIPE_WEBHOOK_SECRET", default="whsec_sandbox_dev_only" if DEBUG else ""
