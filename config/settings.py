@@ -157,9 +157,21 @@ LOGOUT_REDIRECT_URL = "login"
 # Sessions live in the database so that the dashboard keeps working while Redis is down.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
-# Failed logins allowed per (email, client address) within the window, then refused until it ends.
+# Log-in attempts allowed within the window per (email, client address), and per email from any
+# address (0: four times the first), counted before the password is checked; then refused until
+# the window ends (accounts/ratelimit.py).
 LOGIN_ATTEMPTS_LIMIT = env.int("LOGIN_ATTEMPTS_LIMIT", default=5)
+LOGIN_ATTEMPTS_PER_EMAIL_LIMIT = env.int("LOGIN_ATTEMPTS_PER_EMAIL_LIMIT", default=0)
 LOGIN_ATTEMPTS_WINDOW = timedelta(minutes=15)
+# Proxies in front of the app that append the client's address to X-Forwarded-For (the TLS proxy
+# of the docker compose deployment is one). 0: the connection's address (REMOTE_ADDR) is the
+# client's, and X-Forwarded-For is ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0 or LOGIN_ATTEMPTS_LIMIT < 1 or LOGIN_ATTEMPTS_PER_EMAIL_LIMIT < 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be 0 or more, LOGIN_ATTEMPTS_LIMIT 1 or more and "
+        "LOGIN_ATTEMPTS_PER_EMAIL_LIMIT 0 (four times LOGIN_ATTEMPTS_LIMIT) or more."
+    )
 
 INVITATION_VALID_FOR = timedelta(days=7)
 

@@ -1,6 +1,7 @@
 """`manage.py check --deploy`: production never takes payments on the sandbox by accident, even
 with settings built some other way than config/settings.py (which already refuses to start)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -9,7 +10,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
-def gateway_check(app_configs: list[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+def gateway_check(
+    *, app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None, **kwargs: Any
+) -> list[CheckMessage]:
     choice = getattr(settings, "BILLING_GATEWAY", None)
     if choice not in ("stripe", "sandbox"):
         return [
