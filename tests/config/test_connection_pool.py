@@ -184,3 +184,25 @@ def test_a_burst_of_100_requests_stays_within_the_pool(server: Server) -> None:
     log = server.log.read_text(errors="replace")
     assert re.search(r"Starting development server at http://127\.0\.0\.1:\d+/", log)
     print(f"{BURST} requests, peak {watch.peak} connections over {watch.samples} samples")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pooled_connection_that_died_is_replaced_before_use() -> None:
+    """PostgreSQL restarted (here: every backend of the test database terminated) while the pool
+    held idle connections: the next request gets a fresh one, not an error."""
+    assert connection.settings_dict["OPTIONS"].get("pool"), "the tests run with the pool"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.close()  # back to the pool, idle
+    database = connection.settings_dict["NAME"]
+    with psycopg.connect(database_url_for_subprocesses(), autocommit=True) as killer:
+        killed = killer.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        ).fetchone()
+    assert killed
+    assert killed[0] >= 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 2")
+        assert cursor.fetchone() == (2,)
