@@ -10,4 +10,6 @@ RUN DEBUG=0 SECRET_KEY=build-only ALLOWED_HOSTS=build STRIPE_WEBHOOK_SECRET=buil
 RUN useradd --create-home kilo && chown -R kilo /app
 USER kilo
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+# The same server command as `make serve` (config/gunicorn.py), listening beyond the container.
+ENV GUNICORN_BIND=0.0.0.0:8000
+CMD ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]

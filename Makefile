@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DEBUG ?= 1
 export DJANGO_SETTINGS_MODULE ?= config.settings
 
-.PHONY: run test bootstrap services lint typecheck check bench clean
+.PHONY: run serve test bootstrap services lint typecheck check bench clean
 
 $(BIN)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ run: bootstrap
 	$(BIN)/python manage.py seed_demo
 	@echo "Kilo Billing on http://127.0.0.1:8000 (web, Celery worker and beat; Ctrl-C stops all)"
 	$(BIN)/honcho start -f Procfile
+
+# The production web server exactly as deployed (the Dockerfile and docker-compose run the same
+# gunicorn command), on 127.0.0.1:$${PORT:-8000}, settings from the environment.
+serve: bootstrap
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/gunicorn --config config/gunicorn.py config.wsgi
 
 # pytest exits 5 when it collects no test; that is a failure here, never a green run.
 test: bootstrap

@@ -94,7 +94,8 @@ def world_create(*, label: str, funds: int) -> World:
 
     from accounts.models import User
     from billing.services import billing_profile_for, gateway_customer_ensure
-    from credits.services import account_for, api_token_create, ledger_credit
+    from credits.ledger import ledger_credit
+    from credits.services import account_for, api_token_create
     from organizations.models import Membership
     from organizations.roles import Role
     from organizations.services import organization_create
@@ -132,7 +133,8 @@ def world_create(*, label: str, funds: int) -> World:
         account_id=account.pk,
         amount=funds,
         kind="grant",
-        idempotency_key="bench-funds",
+        source="grant",
+        key="bench-funds",
         reason="benchmark",
     )
     _, raw_token = api_token_create(user=member, name="bench")

@@ -88,16 +88,16 @@ def _baseline_matches_models() -> None:
 
 def _service_debit(account_id: int, user_id: int) -> Callable[[str], None]:
     from accounts.models import User
+    from credits.ledger import usage_debit
     from credits.models import CreditAccount
-    from credits.services import usage_debit
 
     account = CreditAccount.objects.get(pk=account_id)
     user = User.objects.get(pk=user_id)
 
     def debit(request_id: str) -> None:
         usage_debit(
-            account=account,
-            user=user,
+            account_id=account.pk,
+            user_id=user.pk,
             cost=COST,
             request_id=request_id,
             provider=common.PROVIDER,

@@ -88,6 +88,12 @@ MIDDLEWARE = [
     "credits.middleware.ApiBodyLimit",
 ]
 
+# The extension API's own chain (config/wsgi.py): only what its answers need.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "credits.middleware.ApiBodyLimit",
+]
+
 ROOT_URLCONF = "config.urls"
 
 TEMPLATES = [
@@ -265,10 +271,16 @@ CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": every} for name, task, every in PERIODIC_JOBS
 }
 
+# Who is emailed about what must never happen silently (a ledger key naming another operation).
+ADMINS = [("Kilo Billing staff", email) for email in env.list("ADMINS", default=[])]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "mail_admins": {"class": "django.utils.log.AdminEmailHandler", "level": "ERROR"},
+    },
+    "loggers": {"credits.ledger": {"handlers": ["mail_admins"], "level": "ERROR"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

@@ -1,25 +1,57 @@
+import uuid
 from typing import Any
+from uuid import UUID
 
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
-from credits.forms import parse_dollars
+from billing.templatetags.money import cents as cents_filter
+from billing.templatetags.money import microdollars as microdollars_filter
+from credits.exceptions import GrantRefused
 from credits.models import ApiToken, CreditAccount, LedgerEntry, ModelPrice, Purchase, UsageRecord
-from credits.services import credits_grant
+from credits.money import MoneyError, cents_to_microdollars, parse_dollars
+from credits.services import (
+    GRANT_CONFIRMED_MAX,
+    GRANT_PLAIN_MAX,
+    account_for,
+    credits_grant,
+)
+from organizations.models import Organization
+
+
+def _dollars(microdollars: int | None) -> str:
+    if microdollars is None:
+        return "—"
+    return format_html(
+        "{} <small>({} µ$)</small>", microdollars_filter(microdollars), f"{microdollars:,}"
+    )
 
 
 class GrantForm(forms.Form):
     amount = forms.CharField(label="Amount (USD; negative for a debit adjustment)", max_length=20)
     reason = forms.CharField(max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
+    # Set by the confirmation page: the grant's idempotency key, so a double submit grants once.
+    key = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    large_confirmed = forms.BooleanField(
+        required=False, label="I confirm this amount, which is over $100,000"
+    )
 
     def clean_amount(self) -> int:
-        raw = self.cleaned_data["amount"].strip()
-        negative = raw.startswith("-")
-        cents = parse_dollars(raw.lstrip("-"))
-        return (-cents if negative else cents) * 10_000
+        try:
+            cents = parse_dollars(
+                self.cleaned_data["amount"],
+                field="amount",
+                max_dollars=GRANT_CONFIRMED_MAX // 1_000_000,
+                signed=True,
+            )
+        except MoneyError as error:
+            raise forms.ValidationError(error.message) from None
+        return cents_to_microdollars(cents)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -34,34 +66,49 @@ class ReadOnly(admin.ModelAdmin):
 
 
 @admin.register(CreditAccount)
-class CreditAccountAdmin(admin.ModelAdmin):
-    list_display = (
-        "pk",
-        "organization",
-        "user",
-        "balance",
-        "auto_topup_enabled",
-        "low_balance_threshold",
-    )
-    search_fields = ("organization__name", "user__email")
+class CreditAccountAdmin(ReadOnly):
+    """Read-only: money moves only through grants and adjustments (with a reason, into the
+    ledger), never by editing a balance."""
+
+    list_display = ("pk", "organization", "user", "balance_dollars", "auto_topup_enabled")
+    search_fields = ("organization__name", "user__email", "organization__memberships__user__email")
     list_filter = ("auto_topup_enabled",)
     list_select_related = ("organization", "user")
-    readonly_fields = (
+    fields = (
         "organization",
         "user",
-        "balance",
+        "balance_dollars",
+        "grant_link",
         "created_at",
-        "auto_topup_started_at",
-        "low_balance_alerted",
+        "auto_topup_enabled",
+        "auto_topup_threshold_dollars",
+        "auto_topup_amount_cents",
+        "auto_topup_last_error",
+        "low_balance_threshold_dollars",
+        "member_daily_limit_dollars",
     )
+    readonly_fields = fields
 
-    def save_model(self, request: HttpRequest, obj: CreditAccount, form: Any, change: bool) -> None:
-        # Write only what staff changed: a full save would write back the balance as it was when
-        # the form loaded, undoing every debit since.
-        if change:
-            obj.save(update_fields=[name for name in form.changed_data if name != "balance"])
-        else:
-            super().save_model(request, obj, form, change)
+    @admin.display(description="Balance")
+    def balance_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.balance)
+
+    @admin.display(description="Auto top-up under")
+    def auto_topup_threshold_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.auto_topup_threshold)
+
+    @admin.display(description="Low-balance alert under")
+    def low_balance_threshold_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.low_balance_threshold)
+
+    @admin.display(description="Member daily limit")
+    def member_daily_limit_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.member_daily_limit)
+
+    @admin.display(description="Grant or adjust")
+    def grant_link(self, obj: CreditAccount) -> str:
+        url = reverse("admin:credits_creditaccount_grant", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Grant or adjust credits…</a>', url)
 
     def get_urls(self) -> list[URLPattern]:
         grant = path(
@@ -69,38 +116,89 @@ class CreditAccountAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.grant_view),
             name="credits_creditaccount_grant",
         )
-        return [grant, *super().get_urls()]
+        for_organization = path(
+            "organization/<uuid:org_id>/grant/",
+            self.admin_site.admin_view(self.organization_grant_view),
+            name="credits_creditaccount_grant_organization",
+        )
+        return [grant, for_organization, *super().get_urls()]
+
+    def organization_grant_view(self, request: HttpRequest, org_id: UUID) -> HttpResponse:
+        """From the organization's admin page, which may not import credits: its account."""
+        organization = get_object_or_404(Organization, pk=org_id)
+        account = account_for(organization=organization)
+        return redirect(reverse("admin:credits_creditaccount_grant", args=[account.pk]))
 
     def grant_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
-        """Staff grant or adjustment, with the staff member and a reason in the ledger."""
-        account = get_object_or_404(CreditAccount, pk=account_id)
+        """Staff grant or adjustment: the form, a confirmation page stating the amount and the
+        balance before and after, then the ledger entry (once, by the confirmation's key)."""
+        account = get_object_or_404(
+            CreditAccount.objects.select_related("organization", "user"), pk=account_id
+        )
         form = GrantForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                credits_grant(
-                    actor=request.user,  # type: ignore[arg-type]
-                    account=account,
-                    amount=form.cleaned_data["amount"],
-                    reason=form.cleaned_data["reason"],
-                )
-            except Exception as error:
-                messages.error(request, f"Not applied: {error.__class__.__name__} {error}")
-            else:
-                messages.success(request, "Applied.")
-                return redirect(reverse("admin:credits_creditaccount_change", args=[account.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "form": form,
             "account": account,
             "title": "Grant or adjust credits",
+            "form": form,
         }
-        return render(request, "admin/credits/grant.html", context)
+        if request.method != "POST" or not form.is_valid():
+            return render(request, "admin/credits/grant.html", context)
+        amount = form.cleaned_data["amount"]
+        if not form.cleaned_data["confirmed"] or form.cleaned_data["key"] is None:
+            confirm = GrantForm(
+                initial={
+                    **form.cleaned_data,
+                    "amount": request.POST["amount"],
+                    "key": uuid.uuid4(),
+                    "confirmed": True,
+                }
+            )
+            context.update(
+                {
+                    "form": confirm,
+                    "confirming": True,
+                    "amount": amount,
+                    "balance_after": account.balance + amount,
+                    "large": abs(amount) > GRANT_PLAIN_MAX,
+                }
+            )
+            return render(request, "admin/credits/grant.html", context)
+        try:
+            credits_grant(
+                actor=request.user,  # type: ignore[arg-type]
+                account=account,
+                amount=amount,
+                reason=form.cleaned_data["reason"],
+                idempotency_key=str(form.cleaned_data["key"]),
+                large_confirmed=form.cleaned_data["large_confirmed"],
+            )
+        except GrantRefused as refused:
+            messages.error(request, f"Nothing was applied: {refused.message}")
+            context["form"] = GrantForm(initial={"reason": form.cleaned_data["reason"]})
+            return render(request, "admin/credits/grant.html", context, status=400)
+        account.refresh_from_db()
+        messages.success(
+            request,
+            f"Applied {microdollars_filter(amount)}; the balance is now "
+            f"{microdollars_filter(account.balance)}.",
+        )
+        return redirect(reverse("admin:credits_creditaccount_change", args=[account.pk]))
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnly):
-    list_display = ("created_at", "account", "kind", "amount", "idempotency_key", "actor", "reason")
-    list_filter = ("kind",)
+    list_display = (
+        "created_at",
+        "account",
+        "kind",
+        "amount_dollars",
+        "source",
+        "idempotency_key",
+        "actor",
+        "reason",
+    )
+    list_filter = ("kind", "source")
     search_fields = (
         "idempotency_key",
         "reason",
@@ -109,6 +207,10 @@ class LedgerEntryAdmin(ReadOnly):
     )
     list_select_related = ("account", "actor")
     date_hierarchy = "created_at"
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_dollars(self, obj: LedgerEntry) -> str:
+        return _dollars(obj.amount)
 
 
 @admin.register(UsageRecord)
@@ -122,10 +224,14 @@ class UsageRecordAdmin(ReadOnly):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnly):
-    list_display = ("created_at", "account", "kind", "amount_cents", "status", "gateway_invoice_id")
+    list_display = ("created_at", "account", "kind", "amount", "status", "gateway_invoice_id")
     list_filter = ("status", "kind")
     search_fields = ("gateway_invoice_id", "checkout_session_id", "idempotency_key")
     list_select_related = ("account",)
+
+    @admin.display(description="Amount", ordering="amount_cents")
+    def amount(self, obj: Purchase) -> str:
+        return cents_filter(obj.amount_cents)
 
 
 @admin.register(ModelPrice)

@@ -9,9 +9,9 @@ import redis
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from ninja import Field, NinjaAPI, Schema, Status
+from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import field_validator
@@ -24,12 +24,15 @@ from credits.exceptions import (
     NoSeat,
     NotASpender,
     OrganizationSuspended,
+    RequestIdConflict,
+    StaleContext,
+    TokenRevoked,
     UnknownModel,
 )
 from credits.models import ApiToken, CreditAccount, UsageRecord
 from credits.pricing import prices_in_force
-from credits.selectors import spend_check
-from credits.services import Tokens
+from credits.services import Tokens, account_ensure, buy_credits_url_for
+from credits.spend import SpendContext, spend_context, spend_context_refresh, token_used
 from organizations.access import api_membership_for
 from organizations.models import Membership
 
@@ -53,8 +56,32 @@ class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
         api_token = services.api_token_authenticate(token)
         if api_token is not None:
-            _rate_limit(api_token)
+            _rate_limit(api_token.pk)
         return api_token
+
+
+def _organization_header(request: HttpRequest) -> UUID | None:
+    """The profile the header chooses: None for personal; ApiProblem 403 for a malformed id
+    (answered like a stranger's organization)."""
+    header = request.headers.get("X-KiloCode-OrganizationId", "").strip()
+    if not header:
+        return None
+    try:
+        return UUID(header)
+    except ValueError:
+        raise ApiProblem(403, "forbidden", message="Not a member of that organization.") from None
+
+
+class SpendAuth(HttpBearer):
+    """The hot path's authentication: the token and the chosen profile's spend context from
+    this process's cache, with no query (`credits.spend`); the debit itself checks that they
+    are still true."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> SpendContext | None:
+        context = spend_context(raw_token=token, organization_id=_organization_header(request))
+        if context is not None:
+            _rate_limit(context.token_id)
+        return context
 
 
 @cache
@@ -62,17 +89,18 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.2, socket_timeout=0.2)
 
 
-def _rate_limit(token: ApiToken) -> None:
+def _rate_limit(token_id: int) -> None:
     """A fixed one-minute window per token in Redis, one round trip (INCR + EXPIRE); open when
     Redis is down (the API must keep serving spend during a cache outage)."""
     now = timezone.now()
-    key = f"kb:api-rate:{token.pk}:{now:%Y%m%d%H%M}"
+    key = f"kb:api-rate:{token_id}:{now:%Y%m%d%H%M}"
     try:
         pipe = _redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 70)
         count, _ = pipe.execute()
-    except redis.RedisError:
+    except Exception:
+        # breaks under load (ValueError, AttributeError): the limit fails open either way.
         return
     if count > settings.API_RATE_LIMIT_PER_MINUTE:
         raise RateLimited(retry_after=60 - now.second)
@@ -309,64 +337,97 @@ def balance(request: HttpRequest) -> dict[str, Any]:
 
 @api.post(
     "/usage",
+    auth=SpendAuth(),
     response={
         200: UsageOut,
         201: UsageOut,
         400: Problem,
         402: InsufficientOut,
         403: Problem,
+        409: Problem,
         **COMMON,
     },
     summary="Record one model request and debit its cost at list price",
 )
-def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
-    membership, account = _profile(request)
-    try:
-        if membership is not None:
-            spend_check(membership=membership)
-        debit = services.usage_record(
-            account=account,
-            user=_token(request).user,
-            request_id=payload.request_id,
-            provider=payload.provider,
-            model=payload.model,
-            tokens=Tokens(
-                input=payload.input_tokens,
-                output=payload.output_tokens,
-                cache_read=payload.cache_read_tokens,
-                cache_write=payload.cache_write_tokens,
-            ),
-            project=payload.project,
-        )
-    except NotASpender as refused:
-        raise ApiProblem(403, "forbidden", message=refused.message) from None
-    except NoSeat as refused:
-        raise ApiProblem(403, "no_seat", message=refused.message) from None
-    except OrganizationSuspended as refused:
-        raise ApiProblem(402, "organization_suspended", message=refused.message) from None
-    except UnknownModel as unknown:
-        raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
-    except InsufficientBalance:
-        raise ApiProblem(
-            402,
-            "insufficient_balance",
-            message="Not enough credits for this request.",
-            buyCreditsUrl=services.buy_credits_url(account),
-        ) from None
-    except DailyLimitReached:
-        raise ApiProblem(
-            402,
-            "member_daily_limit",
-            message="You reached your daily spending limit in this organization; it resets at "
-            "midnight UTC.",
-            buyCreditsUrl="",
-        ) from None
-    body = {
-        "cost_microdollars": debit.usage.cost,
-        "balance_microdollars": debit.balance,
-        "entry_id": debit.entry.pk,
-    }
-    return Status(201 if debit.created else 200, body)
+def usage(request: HttpRequest, payload: UsageIn) -> HttpResponse:
+    context = request.auth  # type: ignore[attr-defined]
+    assert isinstance(context, SpendContext)
+    tokens = Tokens(
+        input=payload.input_tokens,
+        output=payload.output_tokens,
+        cache_read=payload.cache_read_tokens,
+        cache_write=payload.cache_write_tokens,
+    )
+    for attempt in (1, 2, 3):
+        if attempt > 1 or context.refusal() is not None or context.account_id is None:
+            # A refusal from the cache, or a context the debit found stale: read it again.
+            fresh = spend_context_refresh(context)
+            if fresh is None:
+                raise AuthenticationError
+            context = fresh
+        _refuse(context)
+        if context.account_id is None:
+            continue  # the account was just made: read the context with it
+        try:
+            debit = services.usage_record(
+                account_id=context.account_id,
+                user_id=context.user_id,
+                request_id=payload.request_id,
+                provider=payload.provider,
+                model=payload.model,
+                tokens=tokens,
+                project=payload.project,
+                context=context,
+            )
+        except StaleContext:
+            continue
+        except TokenRevoked:
+            raise AuthenticationError from None
+        except RequestIdConflict as conflict:
+            raise ApiProblem(
+                409, "request_id_conflict", message=conflict.message, field="request_id"
+            ) from None
+        except UnknownModel as unknown:
+            raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
+        except InsufficientBalance:
+            raise ApiProblem(
+                402,
+                "insufficient_balance",
+                message="Not enough credits for this request.",
+                buyCreditsUrl=buy_credits_url_for(organization_id=context.organization_id),
+            ) from None
+        except DailyLimitReached:
+            raise ApiProblem(
+                402,
+                "member_daily_limit",
+                message="You reached your daily spending limit in this organization; it resets "
+                "at midnight UTC.",
+                buyCreditsUrl="",
+            ) from None
+        token_used(context, now=timezone.now())
+        body = {
+            "cost_microdollars": debit.cost,
+            "balance_microdollars": debit.balance,
+            "entry_id": debit.entry_id,
+        }
+        # Built here rather than validated again against the schema: the fields are ours.
+        return JsonResponse(body, status=201 if debit.created else 200)
+    raise ApiProblem(503, "busy", message="The organization changed while you asked; retry.")
+
+
+def _refuse(context: SpendContext) -> None:
+    """Answer what the context refuses; make the account if it does not exist yet."""
+    if context.organization_id is not None and context.role is None:
+        raise ApiProblem(403, "forbidden", message="Not a member of that organization.")
+    refusal = context.refusal()
+    if isinstance(refusal, NotASpender):
+        raise ApiProblem(403, "forbidden", message=refusal.message)
+    if isinstance(refusal, NoSeat):
+        raise ApiProblem(403, "no_seat", message=refusal.message)
+    if isinstance(refusal, OrganizationSuspended):
+        raise ApiProblem(402, "organization_suspended", message=refusal.message)
+    if context.account_id is None:
+        account_ensure(organization_id=context.organization_id, user_id=context.user_id)
 
 
 @api.get(

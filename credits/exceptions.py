@@ -42,3 +42,46 @@ class OrganizationSuspended(SpendRefused):
 
 class NoSeat(SpendRefused):
     message = "You have no seat in this organization."
+
+
+class LedgerKeyConflict(Exception):
+    """A ledger key already names a different operation in its namespace. Logged as an error:
+    it means a bug or an attack, never "already done"."""
+
+    def __init__(self, *, source: str, key: str) -> None:
+        super().__init__(f"ledger key {source}/{key} names another operation")
+        self.source, self.key = source, key
+
+
+class RequestIdConflict(Exception):
+    """The client sent a request_id it already used for a different request."""
+
+    def __init__(self, *, request_id: str) -> None:
+        super().__init__(request_id)
+        self.message = (
+            f"request_id {request_id!r} was already used for a different request; "
+            "use a new request_id for each model request."
+        )
+
+
+class AutoTopupRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class GrantRefused(Exception):
+    """A staff grant or adjustment the rules refuse; the message says why, for staff."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class StaleContext(Exception):
+    """What the caller checked before the debit (role, seat, suspension, price) changed since
+    it was read: read it again and retry."""
+
+
+class TokenRevoked(Exception):
+    """The API token was revoked, or its user deactivated, since the caller read it."""

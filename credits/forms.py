@@ -1,9 +1,17 @@
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django import forms
 
+from credits.exceptions import AutoTopupRefused
 from credits.models import MICRODOLLARS_PER_DOLLAR
+from credits.money import MoneyError, cents_to_microdollars, parse_dollars
+from credits.rules import (
+    AUTO_TOPUP_MAX_CENTS,
+    AUTO_TOPUP_MIN_CENTS,
+    AUTO_TOPUP_THRESHOLD_MAX,
+    auto_topup_check,
+)
 
 
 @dataclass(frozen=True)
@@ -19,22 +27,17 @@ ORGANIZATION_RULES = PurchaseRules(
 PERSONAL_RULES = PurchaseRules(presets=(20, 50, 100), custom_min=10, custom_max=10_000)
 
 
-def parse_dollars(raw: str, *, field: str = "amount") -> int:
-    """Dollars typed by a person into integer cents: "1,250.5" → 125050. Errors say why."""
-    text = raw.strip().replace(",", "").removeprefix("$").strip()
+# Bounds of what people may set, in dollars. Each keeps its microdollars far from overflowing.
+LOW_BALANCE_MAX_DOLLARS = 1_000_000
+DAILY_LIMIT_MAX_DOLLARS = 100_000
+
+
+def dollars_field(raw: str, *, field: str, max_dollars: int, min_cents: int = 1) -> int:
+    """A form field's dollars as cents (credits.money), its problem as the field's error."""
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise forms.ValidationError(
-            f"Enter the {field} as a number of dollars, e.g. 1500."
-        ) from None
-    if not value.is_finite():
-        raise forms.ValidationError(f"Enter the {field} as a number of dollars, e.g. 1500.")
-    if value <= 0:
-        raise forms.ValidationError(f"The {field} must be more than $0.")
-    if value != value.quantize(Decimal("0.01")):
-        raise forms.ValidationError("Amounts are in whole cents: use at most two decimals.")
-    return int(value * 100)
+        return parse_dollars(raw, field=field, max_dollars=max_dollars, min_cents=min_cents)
+    except MoneyError as error:
+        raise forms.ValidationError(error.message) from None
 
 
 class BuyCreditsForm(forms.Form):
@@ -53,7 +56,7 @@ class BuyCreditsForm(forms.Form):
         cleaned = super().clean() or {}
         custom, preset = (cleaned.get("custom") or "").strip(), cleaned.get("preset")
         if custom:
-            cents = parse_dollars(str(custom))
+            cents = dollars_field(str(custom), field="amount", max_dollars=10**9)
             if cents < self.rules.custom_min * 100:
                 raise forms.ValidationError(
                     f"Another amount starts at ${self.rules.custom_min:,}; "
@@ -90,23 +93,36 @@ class ConfirmPurchaseForm(forms.Form):
         return cents
 
 
-def _microdollars(raw: str, field: str) -> int:
-    return parse_dollars(raw, field=field) * 10_000
-
-
 class AutoTopupForm(forms.Form):
     enabled = forms.BooleanField(required=False, label="Top up automatically")
     threshold = forms.CharField(max_length=20, label="When the balance falls under (USD)")
     amount = forms.CharField(max_length=20, label="Buy (USD)")
 
     def clean_threshold(self) -> int:
-        return _microdollars(self.cleaned_data["threshold"], "threshold")
+        cents = dollars_field(
+            self.cleaned_data["threshold"],
+            field="threshold",
+            max_dollars=AUTO_TOPUP_THRESHOLD_MAX // MICRODOLLARS_PER_DOLLAR,
+        )
+        return cents_to_microdollars(cents)
 
     def clean_amount(self) -> int:
-        cents = parse_dollars(self.cleaned_data["amount"], field="top-up amount")
-        if not 10 * 100 <= cents <= 10_000 * 100:
-            raise forms.ValidationError("A top-up is between $10 and $10,000.")
-        return cents
+        return dollars_field(
+            self.cleaned_data["amount"],
+            field="top-up amount",
+            max_dollars=AUTO_TOPUP_MAX_CENTS // 100,
+            min_cents=AUTO_TOPUP_MIN_CENTS,
+        )
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        threshold, amount = cleaned.get("threshold"), cleaned.get("amount")
+        if isinstance(threshold, int) and isinstance(amount, int):
+            try:
+                auto_topup_check(threshold=threshold, amount_cents=amount)
+            except AutoTopupRefused as refused:
+                self.add_error("amount", refused.message)
+        return cleaned
 
 
 class LowBalanceForm(forms.Form):
@@ -121,7 +137,10 @@ class LowBalanceForm(forms.Form):
 
     def clean_threshold(self) -> int | None:
         raw = self.cleaned_data["threshold"].strip()
-        return _microdollars(raw, "threshold") if raw else None
+        if not raw:
+            return None
+        cents = dollars_field(raw, field="threshold", max_dollars=LOW_BALANCE_MAX_DOLLARS)
+        return cents_to_microdollars(cents)
 
     def clean_recipients(self) -> list[str]:
         emails = [
@@ -144,7 +163,10 @@ class DailyLimitForm(forms.Form):
 
     def clean_limit(self) -> int | None:
         raw = self.cleaned_data["limit"].strip()
-        return _microdollars(raw, "limit") if raw else None
+        if not raw:
+            return None
+        cents = dollars_field(raw, field="limit", max_dollars=DAILY_LIMIT_MAX_DOLLARS)
+        return cents_to_microdollars(cents)
 
 
 class ApiTokenForm(forms.Form):

@@ -72,13 +72,28 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment"
         EXPIRY = "expiry"
 
+    class Source(models.TextChoices):
+        """The namespace of the entry's key: what kind of operation made it. A client's
+        request_id only ever lands in `usage` (or `hold`), whatever its text, so nothing a client
+        sends can reach a key the system uses (a purchase id, a refund id, ...)."""
+
+        USAGE = "usage", "Usage (the client's request_id)"
+        HOLD = "hold", "Hold (the client's request_id)"
+        PURCHASE = "purchase", "Credit purchase (its id)"
+        AUTO_TOPUP = "auto_topup", "Auto top-up (the purchase's id)"
+        GRANT = "grant", "Staff grant or adjustment"
+        REFUND = "refund", "Refund (the gateway's refund id)"
+        DISPUTE = "dispute", "Dispute (the gateway's dispute id)"
+        EXPIRY = "expiry", "Expiry"
+
     # Indexed by the composite index and unique key below, which both start with the account.
     account = models.ForeignKey(
         CreditAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     amount = models.BigIntegerField(help_text="Microdollars; negative for debits")
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    # What made this change, unique per account: a usage request_id, "purchase:<id>", ...
+    source = models.CharField(max_length=20, choices=Source.choices)
+    # What made this change, unique per account and source: a usage request_id, a purchase id...
     idempotency_key = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(
@@ -89,7 +104,23 @@ class LedgerEntry(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "idempotency_key"], name="ledger_entry_idempotent"
+                fields=["account", "source", "idempotency_key"],
+                name="ledger_entry_idempotent_in_source",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    source__in=[
+                        "usage",
+                        "hold",
+                        "purchase",
+                        "auto_topup",
+                        "grant",
+                        "refund",
+                        "dispute",
+                        "expiry",
+                    ]
+                ),
+                name="ledger_entry_source_known",
             ),
             # Only usage may be free (a request with no billable tokens still gets its record).
             models.CheckConstraint(
@@ -132,6 +163,47 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.cost}"
+
+
+class SpendCounter(models.Model):
+    """How much one subject (a member) has spent of one account in one period (a UTC day),
+    kept only while a limit applies to it. Each debit adds to it with a conditional update
+    (`spent + cost <= limit`) in the debit's own transaction, so a limit holds under any
+    concurrency."""
+
+    class Scope(models.TextChoices):
+        MEMBER_DAY = "member_day", "A member's spending per UTC day"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=20, choices=Scope.choices)
+    subject_id = models.BigIntegerField(help_text="The member's user id.")
+    period = models.DateField(help_text="The UTC day (or first day of the period).")
+    spent = models.BigIntegerField(default=0, help_text="Microdollars")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "scope", "subject_id", "period"], name="spend_counter_one_row"
+            ),
+            models.CheckConstraint(condition=Q(spent__gte=0), name="spend_counter_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.subject_id} {self.period}: {self.spent}"
+
+
+class SpendVersion(models.Model):
+    """A number that changes whenever a fact the API's cached spend context rests on changes: per
+    organization its memberships and roles, its seat subscription and its billing state; and
+    one for the price catalogue (scope "prices"). Kept by database triggers (migration 0006), so
+    no write path can forget it, and checked inside the debit itself, so a stale context is
+    never spent with. Values come from a sequence: they never repeat, even after a rollback."""
+
+    scope = models.CharField(max_length=64, primary_key=True)
+    version = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.version}"
 
 
 class Purchase(models.Model):

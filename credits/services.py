@@ -1,15 +1,16 @@
-"""Every change to credits. Money moves only through `ledger_credit` and `usage_record`, each one
-ledger row and one conditional balance update in a single transaction, once per idempotency key."""
+"""Every change to credits: usage, purchases, auto top-up, alerts, grants, limits and API tokens.
+Money itself moves only through `credits.ledger`."""
 
 import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db import transaction
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,11 +20,13 @@ from billing.notify import email_after_commit
 from billing.selectors import billing_contacts
 from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.exceptions import (
-    DailyLimitReached,
+    GrantRefused,
     InsufficientBalance,
+    LedgerKeyConflict,
     PurchaseDeclined,
     UnknownModel,
 )
+from credits.ledger import Debit, day_spend_seed, ledger_credit, usage_debit
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -32,6 +35,8 @@ from credits.models import (
     UsageRecord,
 )
 from credits.pricing import price_in_force, usage_cost
+from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
+from credits.spend import SpendContext, price_on
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.gateway import GatewayError, Invoice, get_gateway
@@ -39,6 +44,10 @@ from payments.queue import enqueue_after_commit
 from payments.signals import invoice_fetched
 
 logger = logging.getLogger(__name__)
+
+# Staff grants: above the first a second confirmation is needed, above the second never.
+GRANT_PLAIN_MAX = 100_000 * 1_000_000
+GRANT_CONFIRMED_MAX = 10_000_000 * 1_000_000
 
 # A top-up that started this long ago and never finished (a worker died) may be tried again.
 AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
@@ -55,6 +64,20 @@ def account_for(
     return account
 
 
+def _dollars(microdollars: int) -> str:
+    sign = "-" if microdollars < 0 else ""
+    return f"{sign}${abs(microdollars) / 1_000_000:,.2f}"
+
+
+def account_ensure(*, organization_id: UUID | None, user_id: int) -> CreditAccount:
+    """The profile's account, made on first use (the API's first debit may come first)."""
+    if organization_id is not None:
+        account, _ = CreditAccount.objects.get_or_create(organization_id=organization_id)
+    else:
+        account, _ = CreditAccount.objects.get_or_create(user_id=user_id)
+    return account
+
+
 def _money_contacts(account: CreditAccount) -> list[str]:
     """Who hears about this account's money: the billing contacts, or the person."""
     if account.organization:
@@ -66,63 +89,6 @@ def _billing_profile(account: CreditAccount) -> BillingProfile:
     if account.organization:
         return billing_profile_for(organization=account.organization)
     return billing_profile_for(user=account.user)
-
-
-# The ledger
-
-
-def ledger_credit(
-    *,
-    account_id: int,
-    amount: int,
-    kind: str,
-    idempotency_key: str,
-    actor: User | None = None,
-    reason: str = "",
-) -> tuple[LedgerEntry, bool]:
-    """Add (or, for adjustments, remove) money once per key; never below zero.
-    Returns (entry, created); a repeat returns the first entry and moves nothing."""
-    try:
-        with transaction.atomic():
-            entry = LedgerEntry.objects.create(
-                account_id=account_id,
-                amount=amount,
-                kind=kind,
-                idempotency_key=idempotency_key,
-                actor=actor,
-                reason=reason,
-            )
-            updated = CreditAccount.objects.filter(pk=account_id, balance__gte=-amount).update(
-                balance=F("balance") + amount
-            )
-            if not updated:
-                raise InsufficientBalance
-    except IntegrityError:
-        return LedgerEntry.objects.get(
-            account_id=account_id, idempotency_key=idempotency_key
-        ), False
-    if amount > 0:
-        # Re-arm the low-balance alert once the balance is back at or above its threshold.
-        CreditAccount.objects.filter(
-            pk=account_id, low_balance_alerted=True, balance__gte=F("low_balance_threshold")
-        ).update(low_balance_alerted=False)
-    return entry, True
-
-
-@dataclass(frozen=True)
-class Debit:
-    entry: LedgerEntry
-    usage: UsageRecord
-    balance: int
-    created: bool
-
-
-_DEBIT_SQL = f"""
-    UPDATE {CreditAccount._meta.db_table} SET balance = balance - %s
-    WHERE id = %s AND balance >= %s
-    RETURNING balance, auto_topup_enabled, auto_topup_threshold,
-              low_balance_threshold, low_balance_alerted
-"""  # noqa: S608 - table name from the model, values are parameters
 
 
 @dataclass(frozen=True)
@@ -137,25 +103,33 @@ class Tokens:
 
 def usage_record(
     *,
-    account: CreditAccount,
-    user: User,
+    account_id: int,
+    user_id: int,
     request_id: str,
     provider: str,
     model: str,
     tokens: Tokens,
     project: str = "",
     at: datetime | None = None,
+    context: SpendContext | None = None,
 ) -> Debit:
     """Record one model request and debit its cost at the provider's list price in force on its
-    day, nothing added (the rounding rule is in `credits.pricing`). UnknownModel when the
-    catalogue has no price for it."""
+    day, nothing added (the rounding rule is in `credits.pricing`); UnknownModel when the
+    catalogue has no price for it. With the API's spend `context`, the price comes from this
+    process's catalogue and the debit checks that the token and the context are still true
+    (StaleContext, TokenRevoked otherwise)."""
     now = at or timezone.now()
-    price = price_in_force(provider=provider, model_id=model, on=now.date())
+    if context is not None:
+        price = price_on(
+            provider=provider, model=model, day=now.date(), version=context.versions[0]
+        )
+    else:
+        price = price_in_force(provider=provider, model_id=model, on=now.date())
     if price is None:
         raise UnknownModel(provider=provider, model=model)
-    return usage_debit(
-        account=account,
-        user=user,
+    debit = usage_debit(
+        account_id=account_id,
+        user_id=user_id,
         cost=usage_cost(
             price,
             input_tokens=tokens.input,
@@ -171,110 +145,28 @@ def usage_record(
         cache_read_tokens=tokens.cache_read,
         cache_write_tokens=tokens.cache_write,
         project=project,
-        at=now,
+        at=at,
+        token_id=context.token_id if context else None,
+        organization_id=context.organization_id if context else None,
+        versions=context.versions if context else None,
     )
-
-
-def usage_debit(
-    *,
-    account: CreditAccount,
-    user: User,
-    cost: int,
-    request_id: str,
-    provider: str,
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int = 0,
-    cache_write_tokens: int = 0,
-    project: str = "",
-    at: datetime | None = None,
-) -> Debit:
-    """The ledger's side of `usage_record`: debit `cost` once per request_id, never below zero,
-    within the member's daily limit. The inserts and one conditional UPDATE (which also reads
-    what the follow-ups need), in one transaction. `at` back-dates the records (imports and demo
-    history only)."""
-    if account.member_daily_limit is not None:
-        _check_daily_limit(account, user, cost)
-    now = at or timezone.now()
-    try:
+    # The follow-ups claim their own work with conditional updates, after the debit committed.
+    if debit.topup_due:
         with transaction.atomic():
-            # Inserts first: a repeated request_id stops at the unique key before anything
-            # else, and the account row is locked (by the UPDATE) only from the last statement
-            # to COMMIT, so that debits on one busy account queue as briefly as they can.
-            entry = LedgerEntry.objects.create(
-                account_id=account.pk,
-                amount=-cost,
-                kind=LedgerEntry.Kind.USAGE,
-                idempotency_key=request_id,
-                actor=user,
-                created_at=now,
-            )
-            usage = UsageRecord.objects.create(
-                entry=entry,
-                account_id=account.pk,
-                user=user,
-                request_id=request_id,
-                provider=provider,
-                model=model,
-                project=project,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens,
-                cost=cost,
-                created_at=now,
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(_DEBIT_SQL, [cost, account.pk, cost])
-                row = cursor.fetchone()
-            if row is None:
-                raise InsufficientBalance
-            balance, topup_enabled, topup_threshold, alert_threshold, alerted = row
-            if topup_enabled and balance < topup_threshold:
-                _auto_topup_claim(account.pk)
-            if alert_threshold is not None and balance < alert_threshold and not alerted:
-                _low_balance_alert(account, balance)
-    except IntegrityError:
-        # This request_id was debited before (or is being debited by a racing retry, which
-        # the unique key made us wait for): answer with that first result.
-        if known := _known_debit(account.pk, request_id):
-            return known
-        raise
-    return Debit(entry=entry, usage=usage, balance=balance, created=True)
+            _auto_topup_claim(account_id)
+    if debit.alert_due:
+        with transaction.atomic():
+            _low_balance_alert(account_id, debit.balance)
+    return debit
 
 
-def _known_debit(account_id: int, request_id: str) -> Debit | None:
-    entry = (
-        LedgerEntry.objects.filter(account_id=account_id, idempotency_key=request_id)
-        .select_related("usage", "account")
-        .first()
-    )
-    if entry is None:
-        return None
-    return Debit(entry=entry, usage=entry.usage, balance=entry.account.balance, created=False)
-
-
-def _check_daily_limit(account: CreditAccount, user: User, cost: int) -> None:
-    midnight = datetime.combine(timezone.now().date(), time.min, tzinfo=timezone.now().tzinfo)
-    spent = (
-        UsageRecord.objects.filter(account=account, user=user, created_at__gte=midnight).aggregate(
-            total=Sum("cost")
-        )["total"]
-        or 0
-    )
-    assert account.member_daily_limit is not None
-    if spent + cost > account.member_daily_limit:
-        raise DailyLimitReached
-
-
-def _low_balance_alert(account: CreditAccount, balance: int) -> None:
-    claimed = CreditAccount.objects.filter(pk=account.pk, low_balance_alerted=False).update(
+def _low_balance_alert(account_id: int, balance: int) -> None:
+    claimed = CreditAccount.objects.filter(pk=account_id, low_balance_alerted=False).update(
         low_balance_alerted=True
     )
     if not claimed:
         return
-    account.refresh_from_db()
+    account = CreditAccount.objects.get(pk=account_id)
     recipients = [
         line.strip() for line in account.low_balance_recipients.splitlines() if line.strip()
     ]
@@ -287,8 +179,12 @@ def _low_balance_alert(account: CreditAccount, balance: int) -> None:
 
 
 def buy_credits_url(account: CreditAccount) -> str:
-    if account.organization_id:
-        return settings.SITE_URL + reverse("org_credits", args=[account.organization_id])
+    return buy_credits_url_for(organization_id=account.organization_id)
+
+
+def buy_credits_url_for(*, organization_id: UUID | None) -> str:
+    if organization_id:
+        return settings.SITE_URL + reverse("org_credits", args=[organization_id])
     return settings.SITE_URL + reverse("personal_credits")
 
 
@@ -299,20 +195,47 @@ def credits_grant(
     amount: int,
     reason: str,
     idempotency_key: str | None = None,
+    large_confirmed: bool = False,
 ) -> LedgerEntry:
-    """Staff: a grant (positive) or an adjustment (either sign), with who and why."""
+    """Staff: a grant (positive) or an adjustment (either sign), with who and why. One grant is
+    at most GRANT_CONFIRMED_MAX; above GRANT_PLAIN_MAX it needs `large_confirmed` (a second
+    confirmation). An adjustment never takes the balance below zero. GrantRefused says why not."""
     if not reason.strip():
-        raise ValueError("A grant or adjustment needs a reason.")
+        raise GrantRefused("A grant or adjustment needs a reason.")
+    if amount == 0:
+        raise GrantRefused("The amount must not be $0.")
+    if abs(amount) > GRANT_CONFIRMED_MAX:
+        raise GrantRefused(
+            f"One grant or adjustment is at most ${GRANT_CONFIRMED_MAX // 1_000_000:,}; "
+            "split a larger one and give each its reason."
+        )
+    if abs(amount) > GRANT_PLAIN_MAX and not large_confirmed:
+        raise GrantRefused(
+            f"More than ${GRANT_PLAIN_MAX // 1_000_000:,} needs a second confirmation: tick "
+            "the box to confirm the amount."
+        )
     kind = LedgerEntry.Kind.GRANT if amount > 0 else LedgerEntry.Kind.ADJUSTMENT
     with transaction.atomic():
-        entry, created = ledger_credit(
-            account_id=account.pk,
-            amount=amount,
-            kind=kind,
-            idempotency_key=idempotency_key or f"{kind}:{secrets.token_hex(8)}",
-            actor=actor,
-            reason=reason,
-        )
+        try:
+            entry, created = ledger_credit(
+                account_id=account.pk,
+                amount=amount,
+                kind=kind,
+                source=LedgerEntry.Source.GRANT,
+                key=idempotency_key or secrets.token_hex(8),
+                actor=actor,
+                reason=reason,
+            )
+        except InsufficientBalance:
+            account.refresh_from_db()
+            raise GrantRefused(
+                f"The balance is {_dollars(account.balance)}: an adjustment cannot take it "
+                "below zero."
+            ) from None
+        except LedgerKeyConflict:
+            raise GrantRefused(
+                "This confirmation was already used for another amount; start again."
+            ) from None
         if created:
             audit_record(
                 organization=account.organization,
@@ -497,7 +420,12 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
             account_id=account.pk,
             amount=purchase.amount_microdollars,
             kind=LedgerEntry.Kind.PURCHASE,
-            idempotency_key=f"purchase:{purchase.pk}",
+            source=(
+                LedgerEntry.Source.AUTO_TOPUP
+                if purchase.kind == Purchase.Kind.AUTO_TOPUP
+                else LedgerEntry.Source.PURCHASE
+            ),
+            key=str(purchase.pk),
             actor=purchase.created_by,
             reason=_description(purchase),
         )
@@ -561,6 +489,19 @@ def auto_topup_run(*, account_id: int) -> str:
     if not account.auto_topup_enabled or account.balance >= account.auto_topup_threshold:
         CreditAccount.objects.filter(pk=account_id).update(auto_topup_started_at=None)
         return "not needed"
+    recent = Purchase.objects.filter(
+        account=account,
+        kind=Purchase.Kind.AUTO_TOPUP,
+        created_at__gt=timezone.now() - timedelta(hours=24),
+    ).exclude(status=Purchase.Status.FAILED)
+    if recent.count() >= AUTO_TOPUP_MAX_PER_DAY:
+        _auto_topup_disable(
+            account,
+            f"Auto top-up charged your card {AUTO_TOPUP_MAX_PER_DAY} times in the last 24 hours, "
+            "so it turned itself off before charging again. Check the threshold and amount on "
+            "the Credits page, then turn it back on.",
+        )
+        return "capped"
     key = f"auto-topup-{account.pk}-{int(account.auto_topup_started_at.timestamp())}"
     purchase, _ = Purchase.objects.get_or_create(
         idempotency_key=key,
@@ -622,7 +563,9 @@ def auto_topup_sweep() -> int:
 def auto_topup_configure(
     *, actor: User, account: CreditAccount, enabled: bool, threshold: int, amount_cents: int
 ) -> CreditAccount:
-    """Enabling needs a saved card: a top-up is charged off-session."""
+    """The amount must lift the balance above the threshold (AutoTopupRefused otherwise), and
+    enabling needs a saved card: a top-up is charged off-session."""
+    auto_topup_check(threshold=threshold, amount_cents=amount_cents)
     if enabled and get_gateway().payment_method_default(customer_id=_customer_id(account)) is None:
         raise PurchaseDeclined(
             "Save a card first: buy credits once with a card, or add one under billing details."
@@ -669,8 +612,11 @@ def low_balance_configure(
 
 
 def member_daily_limit_set(*, actor: User, account: CreditAccount, limit: int | None) -> None:
+    """How much each member may spend per UTC day; it counts what they spent today already."""
     with transaction.atomic():
         CreditAccount.objects.filter(pk=account.pk).update(member_daily_limit=limit)
+        if limit is not None:
+            day_spend_seed(account_id=account.pk, day=timezone.now().date())
         audit_record(
             organization=account.organization,
             actor=actor,

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import User
 from billing.selectors import saved_card
 from credits import selectors, services
-from credits.exceptions import PurchaseDeclined
+from credits.exceptions import AutoTopupRefused, PurchaseDeclined
 from credits.forms import (
     ORGANIZATION_RULES,
     PERSONAL_RULES,
@@ -212,6 +212,9 @@ def auto_topup(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse
             threshold=form.cleaned_data["threshold"],
             amount_cents=form.cleaned_data["amount"],
         )
+    except AutoTopupRefused as refused:
+        form.add_error("amount", refused.message)
+        return _page(request, scope, topup_form=form)
     except PurchaseDeclined as refused:
         form.add_error("enabled", refused.message)
         return _page(request, scope, topup_form=form)

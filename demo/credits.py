@@ -56,8 +56,8 @@ def seed_demo_credits(
                 )
                 record = partial(
                     usage_record,
-                    account=account,
-                    user=person,
+                    account_id=account.pk,
+                    user_id=person.pk,
                     request_id=f"demo-{day}-{person.pk}-{n}",
                     provider=provider,
                     model=model,

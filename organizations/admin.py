@@ -2,6 +2,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 
@@ -18,6 +20,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_filter = ("billing_state",)
     # The lifecycle moves only through its services (admin actions on the lifecycle page).
     readonly_fields = (
+        "credits",
         "billing_state",
         "billing_state_since",
         "grace_ends_at",
@@ -29,6 +32,12 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ("name", "id")
     date_hierarchy = "created_at"
     inlines = (MembershipInline,)
+
+    @admin.display(description="Credits")
+    def credits(self, obj: Organization) -> str:
+        # By URL name: the credits app sits above organizations and is not imported here.
+        url = reverse("admin:credits_creditaccount_grant_organization", args=[obj.pk])
+        return format_html('<a href="{}">Grant or adjust this organization\'s credits…</a>', url)
 
 
 @admin.register(Membership)

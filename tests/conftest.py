@@ -2,6 +2,7 @@
 whose owner is the outsider. Whatever the neighbour holds must stay invisible to Acme's people."""
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -10,12 +11,15 @@ from django.test import Client
 
 from accounts.models import User
 from config.celery import app as celery_app
+from credits.pricing import prices_load
+from credits.spend import spend_cache_clear
 from organizations.models import Organization
 from organizations.roles import Role
 from payments import dispatch
 from payments.models import WebhookEvent
 from payments.sandbox import delivery
 from payments.sandbox.models import SandboxEvent
+from seats.plans import seat_plans_ensure
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
@@ -39,9 +43,20 @@ class World:
         }[role]
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """The reference data migrations load (price catalogue, seat plans), also in a database
+    reused from a run whose last transactional test flushed it."""
+    with django_db_blocker.unblock():
+        prices_load()
+        seat_plans_ensure()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache() -> None:
     cache.clear()
+    # The API's per-process spend contexts: each test starts as a fresh process would.
+    spend_cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,9 @@ import pytest
 import time_machine
 
 from accounts.models import User
+from credits.ledger import Debit, usage_debit
 from credits.models import CreditAccount
-from credits.services import Debit, account_for, usage_debit
+from credits.services import account_for
 from tests.conftest import World
 from tests.credits.conftest import fund
 
@@ -39,8 +40,8 @@ def spend(
     at: datetime | None = None,
 ) -> Debit:
     return usage_debit(
-        account=account,
-        user=user,
+        account_id=account.pk,
+        user_id=user.pk,
         cost=cost,
         request_id=f"t-{next(_keys)}",
         provider=provider,

@@ -1,8 +1,11 @@
+from datetime import date, datetime
+
 import pytest
 
 from billing.services import billing_profile_for, gateway_customer_ensure
-from credits.models import CreditAccount
-from credits.services import account_for, ledger_credit
+from credits.ledger import Debit, ledger_credit
+from credits.models import CreditAccount, ModelPrice
+from credits.services import Tokens, account_for, usage_record
 from organizations.models import Organization
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxCustomer
@@ -14,7 +17,12 @@ from tests.payments.sandbox_helpers import GOOD
 
 def fund(account: CreditAccount, microdollars: int, key: str = "fund") -> None:
     ledger_credit(
-        account_id=account.pk, amount=microdollars, kind="grant", idempotency_key=key, reason="test"
+        account_id=account.pk,
+        amount=microdollars,
+        kind="grant",
+        source="grant",
+        key=key,
+        reason="test",
     )
 
 
@@ -38,3 +46,31 @@ def seat_everyone(organization: Organization, actor, seats: int = 10) -> None:  
 @pytest.fixture
 def org_account(world: World) -> CreditAccount:
     return account_for(organization=world.org)
+
+
+def spend_exactly(
+    account: CreditAccount, user, cost: int, request_id: str, at: datetime | None = None
+) -> Debit:  # type: ignore[no-untyped-def]
+    """Usage through the product's own path (`usage_record`: priced, then follow-ups), at a test
+    model priced one microdollar per input token, so the cost is exactly `cost`."""
+    ModelPrice.objects.get_or_create(
+        provider="test",
+        model_id="exact",
+        effective_from=date(2000, 1, 1),
+        defaults={
+            "name": "Priced $1 per million input tokens",
+            "input_price": 1_000_000,
+            "output_price": 0,
+            "source_url": "https://example.test/prices",
+            "source_date": date(2000, 1, 1),
+        },
+    )
+    return usage_record(
+        account_id=account.pk,
+        user_id=user.pk,
+        request_id=request_id,
+        provider="test",
+        model="exact",
+        tokens=Tokens(input=cost, output=0),
+        at=at,
+    )

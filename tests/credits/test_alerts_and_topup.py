@@ -9,23 +9,11 @@ from credits.services import account_for
 from organizations.models import AuditEvent
 from tests.conftest import World, client_for
 from tests.credits.conftest import fund, seat_everyone
+from tests.credits.conftest import spend_exactly as debit
 from tests.credits.test_purchases import save_card
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE
 
 DOLLAR = 1_000_000
-
-
-def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_debit(
-        account=account,
-        user=user,
-        cost=cost,
-        request_id=request_id,
-        provider="openai",
-        model="gpt-4o",
-        input_tokens=1,
-        output_tokens=1,
-    )
 
 
 @pytest.fixture
@@ -139,11 +127,14 @@ def test_staff_grant_in_the_admin_records_who_and_why(
     world: World, admin_client, admin_user
 ) -> None:  # type: ignore[no-untyped-def]
     account = account_for(organization=world.org)
-    response = admin_client.post(
-        reverse("admin:credits_creditaccount_grant", args=[account.pk]),
-        {"amount": "10", "reason": "goodwill"},
-    )
-    assert response.status_code == 302
+    url = reverse("admin:credits_creditaccount_grant", args=[account.pk])
+    review = admin_client.post(url, {"amount": "10", "reason": "goodwill"})
+    assert "Apply $10.00" in review.content.decode()
+    assert not LedgerEntry.objects.filter(account=account).exists()
+    key = review.context["form"].initial["key"]
+    answer = {"amount": "10", "reason": "goodwill", "key": key, "confirmed": "True"}
+    assert admin_client.post(url, answer).status_code == 302
+    assert admin_client.post(url, answer).status_code == 302  # a double submit grants once
     entry = LedgerEntry.objects.get(account=account)
     assert (entry.actor, entry.reason, entry.amount) == (admin_user, "goodwill", 10 * DOLLAR)
 
@@ -192,23 +183,16 @@ def test_tokens_are_shown_once_and_revocable(world: World) -> None:
     assert token.revoked_at is not None
 
 
-def test_an_admin_edit_never_writes_back_a_stale_balance(world: World, admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_never_edits_a_balance(world: World, admin_client) -> None:  # type: ignore[no-untyped-def]
+    """Money moves only through grants and adjustments: the account's admin page is read-only
+    and shows dollars, with the exact microdollars beside them."""
     account = account_for(organization=world.org)
-    fund(account, 10 * DOLLAR)
+    fund(account, 10 * DOLLAR + 123)
     url = reverse("admin:credits_creditaccount_change", args=[account.pk])
-    form_page = admin_client.get(url)
-    assert form_page.status_code == 200
-    fund(account, 5 * DOLLAR, key="while-the-form-was-open")
-    saved = admin_client.post(
-        url,
-        {
-            "auto_topup_threshold": 7 * DOLLAR,
-            "auto_topup_amount_cents": 5000,
-            "low_balance_recipients": "",
-            "auto_topup_last_error": "",
-        },
-    )
-    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    page = admin_client.get(url).content.decode()
+    assert "$10.000123" in page
+    assert "10,000,123 µ$" in page
+    assert reverse("admin:credits_creditaccount_grant", args=[account.pk]) in page
+    assert admin_client.post(url, {"balance": 10**15}).status_code == 403
     account.refresh_from_db()
-    assert account.auto_topup_threshold == 7 * DOLLAR
-    assert account.balance == 15 * DOLLAR
+    assert account.balance == 10 * DOLLAR + 123

@@ -1,20 +1,22 @@
 import threading
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from django.db.models import Sum
 
 from credits import services
+from credits.exceptions import InsufficientBalance
+from credits.ledger import Debit, usage_debit
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
 from tests.conftest import World
 from tests.credits.conftest import fund
 from tests.factories import OrganizationFactory, UserFactory
 
 
-def debit(account: CreditAccount, user, cost: int, request_id: str) -> services.Debit:  # type: ignore[no-untyped-def]
-    return services.usage_debit(
-        account=account,
-        user=user,
+def debit(account: CreditAccount, user, cost: int, request_id: str) -> Debit:  # type: ignore[no-untyped-def]
+    return usage_debit(
+        account_id=account.pk,
+        user_id=user.pk,
         cost=cost,
         request_id=request_id,
         provider="anthropic",
@@ -38,7 +40,7 @@ def test_a_credit_happens_once_per_key(org_account: CreditAccount) -> None:
 
 def test_a_debit_never_overdraws(world: World, org_account: CreditAccount) -> None:
     fund(org_account, 1_000)
-    with pytest.raises(services.InsufficientBalance):
+    with pytest.raises(InsufficientBalance):
         debit(org_account, world.member, 1_001, "r1")
     org_account.refresh_from_db()
     assert org_account.balance == 1_000
@@ -52,7 +54,7 @@ def test_the_same_request_id_debits_once(world: World, org_account: CreditAccoun
     fund(org_account, 10_000)
     first = debit(org_account, world.member, 3_000, "same")
     again = debit(org_account, world.member, 3_000, "same")
-    assert (again.entry.pk, again.created) == (first.entry.pk, False)
+    assert (again.entry_id, again.created) == (first.entry_id, False)
     org_account.refresh_from_db()
     assert org_account.balance == 7_000
 
@@ -72,19 +74,27 @@ def test_the_database_refuses_a_negative_balance(org_account: CreditAccount) -> 
 
 
 def test_a_failure_after_the_balance_update_leaves_nothing(
-    world: World, org_account: CreditAccount, monkeypatch: pytest.MonkeyPatch
+    world: World, org_account: CreditAccount
 ) -> None:
+    """The debit is one statement: the usage row failing after the balance's UPDATE and the
+    ledger INSERT (here a project name too long for its column) undoes both."""
     fund(org_account, 10_000)
-
-    def explode(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("crash between the UPDATE and the usage row")
-
-    monkeypatch.setattr(UsageRecord.objects, "create", explode)
-    with pytest.raises(RuntimeError):
-        debit(org_account, world.member, 4_000, "boom")
+    with pytest.raises(DataError):
+        usage_debit(
+            account_id=org_account.pk,
+            user_id=world.member.pk,
+            cost=4_000,
+            request_id="boom",
+            provider="anthropic",
+            model="claude-sonnet-4",
+            input_tokens=1,
+            output_tokens=1,
+            project="p" * 201,
+        )
     org_account.refresh_from_db()
     assert org_account.balance == 10_000
     assert not LedgerEntry.objects.filter(kind="usage").exists()
+    assert not UsageRecord.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -104,7 +114,7 @@ def test_concurrent_spending_stops_exactly_at_zero() -> None:
                 try:
                     debit(account, user, 700, f"w{worker}-{n}")
                     accepted.append(f"w{worker}-{n}")
-                except services.InsufficientBalance:
+                except InsufficientBalance:
                     refused.append(f"w{worker}-{n}")
         finally:
             connection.close()
@@ -125,7 +135,7 @@ def test_racing_retries_of_one_request_debit_once() -> None:
     account = services.account_for(organization=OrganizationFactory())
     user = UserFactory()
     fund(account, 100_000)
-    results: list[services.Debit] = []
+    results: list[Debit] = []
     barrier = threading.Barrier(6)
 
     def retry() -> None:
@@ -142,5 +152,5 @@ def test_racing_retries_of_one_request_debit_once() -> None:
         thread.join()
     account.refresh_from_db()
     assert account.balance == 100_000 - 1_234 == ledger_sum(account)
-    assert len({result.entry.pk for result in results}) == 1
+    assert len({result.entry_id for result in results}) == 1
     assert sum(result.created for result in results) == 1

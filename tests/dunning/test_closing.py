@@ -9,8 +9,9 @@ from django.conf import settings
 from django.urls import reverse
 
 from analytics.models import DailyUsage
+from credits.ledger import usage_debit
 from credits.models import CreditAccount, LedgerEntry, UsageRecord
-from credits.services import account_for, usage_debit
+from credits.services import account_for
 from dunning import sweeps
 from dunning.models import LifecycleTransition
 from organizations.models import AuditEvent, Invitation, Membership, Organization
@@ -47,8 +48,8 @@ def test_it_keeps_the_ledger_and_freezes_the_balance_on_the_tombstone(
     account = account_for(organization=world.org)
     fund(account, 25_000_000)
     usage_debit(
-        account=account,
-        user=world.member,
+        account_id=account.pk,
+        user_id=world.member.pk,
         cost=1_234_567,
         request_id="before-closing",
         provider="anthropic",

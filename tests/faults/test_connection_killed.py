@@ -5,12 +5,13 @@ client's, or the provider's webhook for a purchase) moves the money exactly once
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Sum
 from django.test import Client
 
@@ -22,7 +23,6 @@ from tests.credits.conftest import fund, seat_everyone
 
 TIMEOUT = 30  # seconds any one step may take before the test gives up
 BALANCE_UPDATE = {
-    "debit": "UPDATE credits_creditaccount SET balance = balance -",  # usage_debit's SQL
     "credit": 'UPDATE "credits_creditaccount" SET "balance" = ',  # ledger_credit's ORM update
 }
 
@@ -94,6 +94,9 @@ def assert_whole(account: CreditAccount) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_leaves_no_trace_of_a_debit_whose_connection_died(world: World) -> None:
+    """The debit is one statement (credits_usage_debit). Its connection is killed while the
+    statement waits inside the database for the account's row lock (held here by another
+    transaction): nothing of it stays, and the client's retry debits once."""
     seat_everyone(world.org, world.owner)
     account = account_for(organization=world.org)
     fund(account, 1_000_000)
@@ -113,10 +116,33 @@ def test_it_leaves_no_trace_of_a_debit_whose_connection_died(world: World) -> No
         client = Client(headers=headers, raise_request_exception=False)
         return client.post("/api/usage", body, content_type="application/json")
 
-    with killed_midway(BALANCE_UPDATE["debit"], spend) as paused:
-        pass
-    assert paused.error is None
-    assert paused.result.status_code == 500
+    outcome: dict[str, Any] = {}
+
+    def debit_in_a_thread() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                outcome["pid"] = cursor.fetchone()[0]
+            outcome["response"] = spend()
+        finally:
+            connection.close()
+
+    holder = connections.create_connection("default")  # its own, to hold the row lock
+    with holder.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute(
+            "SELECT id FROM credits_creditaccount WHERE id = %s FOR UPDATE", [account.pk]
+        )
+        thread = threading.Thread(target=debit_in_a_thread, daemon=True)
+        thread.start()
+        waiting = _wait_for_lock_wait(cursor, outcome)
+        assert waiting, "the debit never waited for the account's row lock"
+        cursor.execute("SELECT pg_terminate_backend(%s)", [outcome["pid"]])
+        thread.join(TIMEOUT)
+        cursor.execute("ROLLBACK")
+    holder.close()
+    assert not thread.is_alive()
+    assert outcome["response"].status_code == 500
     assert assert_whole(account) == 1_000_000
     assert not LedgerEntry.objects.filter(idempotency_key="req-killed").exists()
     assert not UsageRecord.objects.filter(request_id="req-killed").exists()
@@ -129,6 +155,20 @@ def test_it_leaves_no_trace_of_a_debit_whose_connection_died(world: World) -> No
     assert spend().status_code == 200  # and once only
     assert assert_whole(account) == 1_000_000 - cost
     assert LedgerEntry.objects.filter(idempotency_key="req-killed").count() == 1
+
+
+def _wait_for_lock_wait(cursor: Any, outcome: dict[str, Any]) -> bool:
+    for _ in range(TIMEOUT * 20):
+        pid = outcome.get("pid")
+        if pid is not None:
+            cursor.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]
+            )
+            row = cursor.fetchone()
+            if row and row[0]:
+                return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.mark.django_db(transaction=True)

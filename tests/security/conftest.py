@@ -18,8 +18,9 @@ from django.test.utils import override_settings
 from accounts.models import User
 from analytics.models import DailyUsage, UsageSettings
 from billing.models import BillingProfile
+from credits.ledger import usage_debit
 from credits.models import ApiToken, CreditAccount, LedgerEntry, Purchase, UsageRecord
-from credits.services import account_for, api_token_create, credits_purchase, usage_debit
+from credits.services import account_for, api_token_create, credits_purchase
 from dunning.models import LifecycleTransition
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Membership, Organization
@@ -64,8 +65,8 @@ def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tena
     )
     assert started.purchase.status == Purchase.Status.PAID
     usage_debit(
-        account=account,
-        user=member,
+        account_id=account.pk,
+        user_id=member.pk,
         cost=1_234,
         request_id=f"sweep-{label}-1",
         provider="anthropic",

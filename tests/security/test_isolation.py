@@ -25,8 +25,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import User
+from credits.ledger import usage_debit
 from credits.models import ApiToken, LedgerEntry, Purchase
-from credits.services import account_for, usage_debit
+from credits.services import account_for
 from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
@@ -562,8 +563,8 @@ def _member_of_both(tenants: Tenants) -> User:
     fund(accounts["personal"], 1_000_000, key="fund-both")
     for label, account in accounts.items():
         usage_debit(
-            account=account,
-            user=both,
+            account_id=account.pk,
+            user_id=both.pk,
             cost=1_000,
             request_id=f"both-{label}",
             provider="anthropic",

@@ -3,8 +3,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
-from credits.forms import parse_dollars
-from credits.services import account_for, credits_grant
+from billing.templatetags.money import microdollars
+from credits.exceptions import GrantRefused
+from credits.money import MoneyError, cents_to_microdollars, parse_dollars
+from credits.services import GRANT_CONFIRMED_MAX, account_for, credits_grant
 from organizations.models import Organization
 
 
@@ -18,16 +20,23 @@ class Command(BaseCommand):
         parser.add_argument("--usd", required=True, help="dollars, e.g. 25 or -10.50")
         parser.add_argument("--reason", required=True)
         parser.add_argument("--staff", help="email of the staff member granting (recorded)")
+        parser.add_argument(
+            "--confirm-large",
+            action="store_true",
+            help="confirm an amount over $100,000 (at most $10,000,000)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        raw = options["usd"].strip()
         try:
-            cents = parse_dollars(raw.lstrip("-"))
-        except Exception as error:
-            raise CommandError(
-                f"--usd: {' '.join(getattr(error, 'messages', [str(error)]))}"
-            ) from None
-        amount = (-cents if raw.startswith("-") else cents) * 10_000
+            cents = parse_dollars(
+                options["usd"],
+                field="amount",
+                max_dollars=GRANT_CONFIRMED_MAX // 1_000_000,
+                signed=True,
+            )
+        except MoneyError as error:
+            raise CommandError(f"--usd: {error.message}") from None
+        amount = cents_to_microdollars(cents)
         if options["org"]:
             organization = Organization.objects.filter(pk=options["org"]).first()
             if organization is None:
@@ -43,8 +52,18 @@ class Command(BaseCommand):
             if options["staff"]
             else None
         )
-        entry = credits_grant(actor=staff, account=account, amount=amount, reason=options["reason"])
+        try:
+            entry = credits_grant(
+                actor=staff,
+                account=account,
+                amount=amount,
+                reason=options["reason"],
+                large_confirmed=options["confirm_large"],
+            )
+        except GrantRefused as refused:
+            raise CommandError(refused.message) from None
         account.refresh_from_db()
         self.stdout.write(
-            f"{entry.get_kind_display()} of {amount} microdollars; balance now {account.balance}."
+            f"{entry.get_kind_display()} of {microdollars(amount)}; "
+            f"balance now {microdollars(account.balance)}."
         )
