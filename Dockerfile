@@ -6,7 +6,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY . .
 # collectstatic needs settings to load; these throwaway values exist only during the build.
 RUN DEBUG=0 SECRET_KEY=build-only ALLOWED_HOSTS=build STRIPE_WEBHOOK_SECRET=build \
-    python manage.py collectstatic --noinput
+    BILLING_GATEWAY=sandbox python manage.py collectstatic --noinput
 RUN useradd --create-home kilo && chown -R kilo /app
 USER kilo
 EXPOSE 8000

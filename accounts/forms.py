@@ -6,7 +6,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.models import User
-from accounts.ratelimit import attempt_failed, attempts_exceeded, attempts_reset
+from accounts.ratelimit import client_address, login_attempt_allowed, login_attempt_succeeded
 
 
 class SignupForm(BaseUserCreationForm):
@@ -22,28 +22,24 @@ class SignupForm(BaseUserCreationForm):
 
 
 class ThrottledLogin(AuthenticationForm):
-    """Log-in, refused for a while after too many failures for one email from one address."""
-
-    def _throttle_key(self) -> str:
-        email = (self.data.get("username") or "").strip().lower()
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        return f"login-failures:{address}:{email}"
+    """Log-in, refused for a while after too many attempts for one email from one address, or
+    for one email from anywhere. Each attempt is counted before its password is checked, so a
+    burst of parallel guesses gets at most the limit's worth of checks."""
 
     def clean(self) -> dict[str, Any]:
-        key = self._throttle_key()
-        if attempts_exceeded(key, limit=settings.LOGIN_ATTEMPTS_LIMIT):
+        email = self.cleaned_data.get("username") or ""
+        if not email or not self.cleaned_data.get("password"):
+            return super().clean()  # no password to check: the field errors say what is missing
+        address = client_address(self.request) if self.request else ""
+        if not login_attempt_allowed(email=email, address=address):
             minutes = int(settings.LOGIN_ATTEMPTS_WINDOW.total_seconds() // 60)
             raise forms.ValidationError(
                 f"Too many failed log-in attempts. Try again in {minutes} minutes, "
                 "or reset your password.",
                 code="throttled",
             )
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            attempt_failed(key, window_seconds=int(settings.LOGIN_ATTEMPTS_WINDOW.total_seconds()))
-            raise
-        attempts_reset(key)
+        cleaned = super().clean()  # a wrong password raises here, and the attempt stays counted
+        login_attempt_succeeded(email=email, address=address)
         return cleaned
 
 

@@ -33,6 +33,8 @@ BENCH_ENV = {
     "REDIS_URL": REDIS_URL,
     "STRIPE_SECRET_KEY": "",
     "STRIPE_PUBLISHABLE_KEY": "",
+    # Benchmarks run on the sandbox, also with DEBUG off (where it must be chosen explicitly).
+    "BILLING_GATEWAY": "sandbox",
     "EMAIL_URL": "dummymail://",
     "LOG_LEVEL": "WARNING",
 }

@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "config.admin_dates.AdminDateHierarchyGuard",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "credits.middleware.ApiBodyLimit",
@@ -116,7 +117,28 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///kilo_billing")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# Each process keeps a bounded pool of connections (psycopg's, through Django). Without it, every
+# thread of `runserver` kept its own connection for CONN_MAX_AGE, and a burst of concurrent
+# requests exhausted PostgreSQL's max_connections. DB_POOL_MAX_SIZE=0 turns the pool off (e.g.
+# behind PgBouncer); then CONN_MAX_AGE says how long a thread keeps its connection.
+DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=1)
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=30.0)
+if DB_POOL_MAX_SIZE:
+    if not 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE or DB_POOL_TIMEOUT <= 0:
+        raise ImproperlyConfigured(
+            "Set 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE and DB_POOL_TIMEOUT > 0 (seconds)."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DB_POOL_MIN_SIZE,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# A connection that died (PostgreSQL restarted) is replaced before a request gets it; with the
+# pool this is the pool's check when a connection is handed out.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -147,9 +169,21 @@ LOGOUT_REDIRECT_URL = "login"
 # Sessions live in the database so that the dashboard keeps working while Redis is down.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
-# Failed logins allowed per (email, client address) within the window, then refused until it ends.
+# Log-in attempts allowed within the window per (email, client address), and per email from any
+# address (0: four times the first), counted before the password is checked; then refused until
+# the window ends (accounts/ratelimit.py).
 LOGIN_ATTEMPTS_LIMIT = env.int("LOGIN_ATTEMPTS_LIMIT", default=5)
+LOGIN_ATTEMPTS_PER_EMAIL_LIMIT = env.int("LOGIN_ATTEMPTS_PER_EMAIL_LIMIT", default=0)
 LOGIN_ATTEMPTS_WINDOW = timedelta(minutes=15)
+# Proxies in front of the app that append the client's address to X-Forwarded-For (the TLS proxy
+# of the docker compose deployment is one). 0: the connection's address (REMOTE_ADDR) is the
+# client's, and X-Forwarded-For is ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0 or LOGIN_ATTEMPTS_LIMIT < 1 or LOGIN_ATTEMPTS_PER_EMAIL_LIMIT < 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be 0 or more, LOGIN_ATTEMPTS_LIMIT 1 or more and "
+        "LOGIN_ATTEMPTS_PER_EMAIL_LIMIT 0 (four times LOGIN_ATTEMPTS_LIMIT) or more."
+    )
 
 INVITATION_VALID_FOR = timedelta(days=7)
 
@@ -176,8 +210,29 @@ STORAGES = {
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kilo Billing <billing@localhost>")
 
-# Payments: Stripe when a secret key is set, the local sandbox otherwise.
+# Payments: Stripe when a secret key is set; the local sandbox (no real money) only in development
+# or when chosen explicitly with BILLING_GATEWAY=sandbox (DESIGN.md, "Payments": production never
+# runs on the sandbox by accident).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+BILLING_GATEWAYS = ("stripe", "sandbox")
+BILLING_GATEWAY = env.str("BILLING_GATEWAY", default="").strip().lower()
+if BILLING_GATEWAY and BILLING_GATEWAY not in BILLING_GATEWAYS:
+    raise ImproperlyConfigured(
+        f"BILLING_GATEWAY={BILLING_GATEWAY!r}: use stripe or sandbox (or leave it empty)."
+    )
+if BILLING_GATEWAY == "stripe" and not STRIPE_SECRET_KEY:
+    raise ImproperlyConfigured("BILLING_GATEWAY=stripe: set STRIPE_SECRET_KEY.")
+if not BILLING_GATEWAY:
+    if STRIPE_SECRET_KEY:
+        BILLING_GATEWAY = "stripe"
+    elif DEBUG:
+        BILLING_GATEWAY = "sandbox"
+    else:
+        raise ImproperlyConfigured(
+            "DEBUG is off and STRIPE_SECRET_KEY is not set: set STRIPE_SECRET_KEY to take real "
+            "payments, or BILLING_GATEWAY=sandbox for a demo or staging site where no real money "
+            "moves (every page then says so)."
+        )
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str(
     "STRIPE_WEBHOOK_SECRET", default="whsec_sandbox_dev_only" if DEBUG else ""

@@ -1,10 +1,32 @@
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from invoices.models import Invoice
 from invoices.selectors import InvoiceFilters
+
+# The days a filter may name. Wider than any invoice's life, narrow enough that a day's end (the
+# next midnight) always exists: 9999-12-31 has none, and used to answer 500.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
+DAY_RANGE = f"Enter a date from {EARLIEST_DAY:%-d %b %Y} to {LATEST_DAY:%-d %b %Y}."
+
+
+def _day_field(label: str) -> forms.DateField:
+    return forms.DateField(
+        required=False,
+        label=label,
+        widget=forms.DateInput(
+            attrs={"type": "date", "min": EARLIEST_DAY.isoformat(), "max": LATEST_DAY.isoformat()}
+        ),
+        validators=[
+            MinValueValidator(EARLIEST_DAY, message=DAY_RANGE),
+            MaxValueValidator(LATEST_DAY, message=DAY_RANGE),
+        ],
+    )
 
 
 class InvoiceFilterForm(forms.Form):
@@ -14,12 +36,8 @@ class InvoiceFilterForm(forms.Form):
     status = forms.ChoiceField(
         choices=[("", "Any status"), *Invoice.Status.choices], required=False, label="Status"
     )
-    date_from = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
-    )
+    date_from = _day_field("From")
+    date_to = _day_field("To")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -164,10 +165,13 @@ def _csv_rows(invoices: Iterator[Invoice]) -> Iterator[list[str]]:
 
 @login_required
 @require_GET
-def invoices_csv(request: HttpRequest, org_id: UUID) -> StreamingHttpResponse:
+def invoices_csv(request: HttpRequest, org_id: UUID) -> HttpResponseBase:
     """The filtered list as CSV, streamed row by row (amounts in dollars, times in UTC)."""
     membership = _billing_membership(request, org_id)
     form = InvoiceFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        # Bad input: the list says what was wrong, rather than a file of something else.
+        return redirect(f"{reverse('org_invoices', args=[org_id])}?{request.GET.urlencode()}")
     invoices = selectors.invoices_filtered(
         organization=membership.organization, filters=form.filters()
     ).iterator(chunk_size=500)

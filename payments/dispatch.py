@@ -3,10 +3,13 @@ app registers for the types it owns."""
 
 import json
 import logging
+import math
+import re
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -63,19 +66,137 @@ def handles(*types: str) -> Callable[[Handler], Handler]:
 
 
 class BadEvent(Exception):
-    pass
+    """A validly signed body that is not an event we can store and process. When its event id
+    could be read, the event is stored as failed with the reason (staff see it in the admin)."""
+
+    def __init__(self, reason: str, *, event_id: str = "", event_type: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event_id = event_id
+        self.event_type = event_type
+
+
+REFUSED_AT_INTAKE = "Refused at intake: "
+# Stripe's objects nest a dozen levels at most; deeper is not an event, and would only test the
+# recursion of every JSON encoder between here and the handlers.
+MAX_DEPTH = 64
+# `created` is a Unix time in whole seconds; these bounds keep it a date (1e20 overflowed).
+EARLIEST_CREATED = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp())
+LATEST_CREATED = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
+# The event id where Stripe puts it, first, for bodies too broken to parse.
+_LEADING_ID = re.compile(rb'\A\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_\-]{1,255})"')
+# PostgreSQL's jsonb refuses NUL and lone surrogates in strings.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return number
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number")
+
+
+def _unstorable(data: object) -> str:
+    """Why the parsed body cannot be stored as it is (too deep, NUL, lone surrogate), or "". Walks
+    without recursion."""
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _UNSTORABLE.search(key):
+                    return "a key holds a NUL character or a lone surrogate"
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            return "a string holds a NUL character or a lone surrogate"
+    return ""
+
+
+def _leading_id(payload: bytes) -> str:
+    match = _LEADING_ID.match(payload)
+    return match.group(1).decode() if match else ""
+
+
+def _text(value: object, *, longest: int) -> str:
+    if isinstance(value, str) and 0 < len(value) <= longest and not _UNSTORABLE.search(value):
+        return value
+    return ""
+
+
+def _event_read(payload: bytes) -> tuple[dict[str, Any], str, str, int]:
+    """(event, id, type, created) of a signed body, or BadEvent saying what is wrong with it."""
+    try:
+        data = json.loads(payload, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadEvent("nested too deeply to read", event_id=_leading_id(payload)) from None
+    except ValueError as error:
+        reason = f"not JSON ({str(error)[:80]})"
+        raise BadEvent(reason, event_id=_leading_id(payload)) from None
+    if not isinstance(data, dict):
+        raise BadEvent(f"the body is a JSON {type(data).__name__}, not an event")
+    event_id = _text(data.get("id"), longest=255)
+    if not event_id:
+        raise BadEvent("no event id")
+    event_type = _text(data.get("type"), longest=100)
+    if not event_type:
+        raise BadEvent("no event type", event_id=event_id)
+    created = data.get("created")
+    if type(created) is not int or not EARLIEST_CREATED <= created < LATEST_CREATED:
+        reason = f"created {str(created)[:30]} is not a Unix time between 2000 and 2100"
+        raise BadEvent(reason, event_id=event_id, event_type=event_type)
+    obj = data.get("data")
+    if not isinstance(obj, dict) or not isinstance(obj.get("object"), dict):
+        raise BadEvent("data.object is not an object", event_id=event_id, event_type=event_type)
+    if problem := _unstorable(data):
+        raise BadEvent(problem, event_id=event_id, event_type=event_type)
+    return data, event_id, event_type, created
+
+
+def _refused_record(*, bad: BadEvent, payload: bytes) -> None:
+    """Keep a refused event whose id we know, as failed with the reason and nothing owed: Stripe
+    keeps redelivering it (each one counted), and staff can see what came and why."""
+    try:
+        data = json.loads(payload, parse_float=_finite, parse_constant=_no_constant)
+    except (RecursionError, ValueError):
+        data = None
+    if not isinstance(data, dict) or _unstorable(data):
+        excerpt = payload[:2000].decode("utf-8", errors="replace")
+        data = {"id": bad.event_id, "type": bad.event_type, "excerpt": _UNSTORABLE.sub("", excerpt)}
+    try:
+        with transaction.atomic():
+            WebhookEvent.objects.create(
+                event_id=bad.event_id,
+                type=bad.event_type or "unreadable",
+                livemode=bool(data.get("livemode")),
+                created=timezone.now(),  # its own is unreadable or absurd
+                payload=data,
+                status=WebhookEvent.Status.FAILED,
+                last_error=REFUSED_AT_INTAKE + bad.reason,
+                next_attempt_at=None,
+            )
+    except IntegrityError:
+        WebhookEvent.objects.filter(event_id=bad.event_id).update(deliveries=F("deliveries") + 1)
+    logger.warning("webhook event %s refused: %s", bad.event_id, bad.reason)
 
 
 def webhook_event_record(*, payload: bytes, signature: str) -> tuple[WebhookEvent, bool]:
-    """Verify and store an event under its unique id. Returns (event, created)."""
+    """Verify and store an event under its unique id. Returns (event, created). A signed body that
+    is not an event raises BadEvent, after storing it as failed when its id could be read."""
     verify(payload, header=signature, secret=settings.STRIPE_WEBHOOK_SECRET)
     try:
-        data = json.loads(payload)
-        event_id, event_type, created = data["id"], data["type"], int(data["created"])
-    except (ValueError, KeyError, TypeError):
-        raise BadEvent("not a Stripe event") from None
-    if not isinstance(event_id, str) or not isinstance(event_type, str):
-        raise BadEvent("not a Stripe event")
+        data, event_id, event_type, created = _event_read(payload)
+    except BadEvent as bad:
+        if bad.event_id:
+            _refused_record(bad=bad, payload=payload)
+        raise
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
@@ -160,7 +281,9 @@ def webhook_events_retry() -> int:
 
 def webhook_event_replay(*, event: WebhookEvent) -> str | None:
     """Run an event's handlers again (staff action). Handlers are idempotent: nothing changes
-    unless an earlier run missed something."""
+    unless an earlier run missed something. An event refused at intake has nothing to run."""
+    if event.last_error.startswith(REFUSED_AT_INTAKE):
+        return event.status
     WebhookEvent.objects.filter(pk=event.pk).update(
         status=WebhookEvent.Status.PENDING, next_attempt_at=timezone.now()
     )

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 PLAN_INTERVAL = "month"
 
@@ -332,12 +333,18 @@ def _stripe_gateway(secret_key: str) -> BillingGateway:
 
 
 def get_gateway() -> BillingGateway:
-    """Stripe when STRIPE_SECRET_KEY is set, the sandbox otherwise."""
-    if settings.STRIPE_SECRET_KEY:
+    """The gateway BILLING_GATEWAY names: "stripe" (with STRIPE_SECRET_KEY) or "sandbox". The
+    settings choose it once (config/settings.py); an unknown name is refused, never the sandbox."""
+    choice = settings.BILLING_GATEWAY
+    if choice == "stripe":
+        if not settings.STRIPE_SECRET_KEY:
+            raise ImproperlyConfigured("BILLING_GATEWAY=stripe: set STRIPE_SECRET_KEY.")
         return _stripe_gateway(settings.STRIPE_SECRET_KEY)
-    from payments.sandbox.gateway import SandboxGateway
+    if choice == "sandbox":
+        from payments.sandbox.gateway import SandboxGateway
 
-    return SandboxGateway()
+        return SandboxGateway()
+    raise ImproperlyConfigured(f"BILLING_GATEWAY={choice!r}: use stripe or sandbox.")
 
 
 # Parsers: Stripe-shaped dicts (API answers, webhook payloads, sandbox objects) into records.

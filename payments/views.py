@@ -26,8 +26,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         )
     except SignatureError:
         return JsonResponse({"error": "invalid_signature"}, status=400)
-    except BadEvent:
-        return JsonResponse({"error": "invalid_payload"}, status=400)
+    except BadEvent as bad:
+        # Signed, but not an event we can take: 400 (Stripe shows it and retries); stored as
+        # failed with this reason when its id could be read.
+        return JsonResponse({"error": "invalid_payload", "reason": bad.reason}, status=400)
     if created:
         enqueue_after_commit(tasks.webhook_event_process, event.pk)
     return JsonResponse({"received": True, "duplicate": not created})

@@ -54,6 +54,9 @@ def production(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) 
         "SECRET_KEY": "probe-" + "k" * 60,
         "ALLOWED_HOSTS": "testserver,billing.example.com",
         "STRIPE_WEBHOOK_SECRET": "whsec_probe",
+        # The probe buys nothing; without a Stripe key the sandbox must be chosen explicitly.
+        "STRIPE_SECRET_KEY": "",
+        "BILLING_GATEWAY": "sandbox",
         "SITE_URL": "https://billing.example.com",
         "DATABASE_URL": database_url_for_subprocesses(),
         "EMAIL_URL": "dummymail://",
