@@ -264,6 +264,7 @@ PERIODIC_JOBS: tuple[tuple[str, str, int], ...] = (
     ("sandbox_tick", "payments.sandbox.tasks.sandbox_tick", 60),
     ("sandbox_redeliver", "payments.sandbox.tasks.sandbox_events_redeliver", 60),
     ("webhook_retry", "payments.tasks.webhook_events_retry", 300),
+    ("hold_expiry", "credits.tasks.holds_expire", 60),
     ("auto_topup", "credits.tasks.auto_topup_sweep", 300),
     ("dunning_sweep", "dunning.tasks.dunning_sweep", 300),
     ("retention_sweep", "dunning.tasks.retention_sweep", 3600),

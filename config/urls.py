@@ -25,6 +25,11 @@ urlpatterns = [
     path("profile/credits/", include(personal_urlpatterns)),
     path("profile/tokens/", credits_views.tokens, name="personal_tokens"),
     path(
+        "o/<uuid:org_id>/members/budgets/",
+        credits_views.member_budgets,
+        name="org_member_budgets",
+    ),
+    path(
         "profile/tokens/<int:token_id>/revoke/",
         credits_views.token_revoke,
         name="personal_token_revoke",

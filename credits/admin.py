@@ -12,7 +12,15 @@ from django.utils.html import format_html
 from billing.templatetags.money import cents as cents_filter
 from billing.templatetags.money import microdollars as microdollars_filter
 from credits.exceptions import GrantRefused
-from credits.models import ApiToken, CreditAccount, LedgerEntry, ModelPrice, Purchase, UsageRecord
+from credits.models import (
+    ApiToken,
+    CreditAccount,
+    Hold,
+    LedgerEntry,
+    ModelPrice,
+    Purchase,
+    UsageRecord,
+)
 from credits.money import MoneyError, cents_to_microdollars, parse_dollars
 from credits.services import (
     GRANT_CONFIRMED_MAX,
@@ -78,6 +86,7 @@ class CreditAccountAdmin(ReadOnly):
         "organization",
         "user",
         "balance_dollars",
+        "held_dollars",
         "grant_link",
         "created_at",
         "auto_topup_enabled",
@@ -92,6 +101,10 @@ class CreditAccountAdmin(ReadOnly):
     @admin.display(description="Balance")
     def balance_dollars(self, obj: CreditAccount) -> str:
         return _dollars(obj.balance)
+
+    @admin.display(description="Held by requests in progress")
+    def held_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.held)
 
     @admin.display(description="Auto top-up under")
     def auto_topup_threshold_dollars(self, obj: CreditAccount) -> str:
@@ -215,7 +228,16 @@ class LedgerEntryAdmin(ReadOnly):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnly):
-    list_display = ("created_at", "account", "user", "provider", "model", "project", "cost")
+    list_display = (
+        "created_at",
+        "account",
+        "user",
+        "provider",
+        "model",
+        "project",
+        "cost",
+        "uncollected",
+    )
     list_filter = ("provider",)
     search_fields = ("request_id", "model", "project", "user__email")
     list_select_related = ("account", "user")
@@ -232,6 +254,32 @@ class PurchaseAdmin(ReadOnly):
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Purchase) -> str:
         return cents_filter(obj.amount_cents)
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnly):
+    """Streaming requests in progress and how they ended: moved only by the API and beat."""
+
+    list_display = (
+        "pk",
+        "created_at",
+        "account",
+        "user",
+        "model",
+        "amount_dollars",
+        "status",
+        "expires_at",
+        "cost",
+        "uncollected",
+    )
+    list_filter = ("status",)
+    search_fields = ("request_id", "account__organization__name", "user__email")
+    list_select_related = ("account", "user")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Held", ordering="amount")
+    def amount_dollars(self, obj: Hold) -> str:
+        return _dollars(obj.amount)
 
 
 @admin.register(ModelPrice)

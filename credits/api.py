@@ -1,8 +1,9 @@
 """The extension and model gateway API (DESIGN.md "Contracts"). OpenAPI at /api/openapi.json."""
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import redis
@@ -17,25 +18,32 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 from pydantic_core import to_jsonable_python
 
-from credits import services
+from credits import selectors, services
 from credits.exceptions import (
     DailyLimitReached,
+    HoldEnded,
+    HoldNotFound,
     InsufficientBalance,
+    MemberBudgetExceeded,
     NoSeat,
     NotASpender,
     OrganizationSuspended,
     RequestIdConflict,
     StaleContext,
+    TokenBudgetExceeded,
     TokenRevoked,
     UnknownModel,
 )
-from credits.models import ApiToken, CreditAccount, UsageRecord
+from credits.ledger import Debit, HoldPlaced, Release, Settlement
+from credits.ledger import hold_release as ledger_hold_release
+from credits.models import ApiToken, CreditAccount, Hold, UsageRecord
 from credits.pricing import prices_in_force
 from credits.services import Tokens, account_ensure, buy_credits_url_for
 from credits.spend import SpendContext, spend_context, spend_context_refresh, token_used
 from organizations.access import api_membership_for
 from organizations.models import Membership, Organization
 
+T = TypeVar("T")
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKENS = 100_000_000  # per request and kind: far above any model's context window
 
@@ -228,6 +236,8 @@ class BalanceOut(Schema):
     balance_microdollars: int
     isDepleted: bool
     status: ProfileStatus
+    held_microdollars: int
+    available_microdollars: int
 
 
 class UsageIn(Schema):
@@ -254,6 +264,89 @@ class UsageOut(Schema):
     cost_microdollars: int
     balance_microdollars: int
     entry_id: int
+
+
+class HoldIn(Schema):
+    request_id: str = Field(min_length=1, max_length=255)
+    provider: str = Field(min_length=1, max_length=50)
+    model: str = Field(min_length=1, max_length=100)
+    max_input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    max_output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    max_cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+    max_cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+    project: str = Field(default="", max_length=200)
+    ttl_seconds: int = Field(
+        default=600, ge=1, le=int(services.HOLD_TTL_MAX.total_seconds()), strict=True
+    )
+
+    @field_validator("request_id", "provider", "model", "project")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class HoldOut(Schema):
+    hold_id: int
+    amount_microdollars: int
+    available_microdollars: int
+    expires_at: str
+
+
+class SettleIn(Schema):
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+
+
+class SettleOut(Schema):
+    cost_microdollars: int
+    balance_microdollars: int
+    entry_id: int
+    released_microdollars: int
+    uncollected_microdollars: int
+
+
+class ReleaseOut(Schema):
+    released_microdollars: int
+    available_microdollars: int
+
+
+class ReceiptPrice(Schema):
+    id: int
+    effective_from: str
+    source_url: str
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+
+class ReceiptLine(Schema):
+    kind: str
+    tokens: int
+    price_per_million: int
+    microdollars_times_million: int
+
+
+class ReceiptOut(Schema):
+    entry_id: int
+    request_id: str
+    created_at: str
+    user: str
+    provider: str
+    model: str
+    project: str
+    tokens: dict[str, int]
+    price: ReceiptPrice | None
+    lines: list[ReceiptLine]
+    exact_microdollars_times_million: int
+    cost_microdollars: int
+    rounding: str
+    uncollected_microdollars: int
+    ledger_entry: dict[str, Any]
 
 
 class InsufficientOut(Schema):
@@ -361,11 +454,14 @@ def profile(request: HttpRequest) -> dict[str, Any]:
 )
 def balance(request: HttpRequest) -> dict[str, Any]:
     membership, account = _profile(request)
+    available = account.balance - account.held
     return {
         "balance": account.balance / 1_000_000,
         "balance_microdollars": account.balance,
-        "isDepleted": account.balance <= 0,
+        "isDepleted": available <= 0,
         "status": _status(membership.organization if membership else None),
+        "held_microdollars": account.held,
+        "available_microdollars": available,
     }
 
 
@@ -384,73 +480,191 @@ def balance(request: HttpRequest) -> dict[str, Any]:
     summary="Record one model request and debit its cost at list price",
 )
 def usage(request: HttpRequest, payload: UsageIn) -> HttpResponse:
+    def record(context: SpendContext) -> Debit:
+        return services.usage_record(
+            account_id=_account_id(context),
+            user_id=context.user_id,
+            request_id=payload.request_id,
+            provider=payload.provider,
+            model=payload.model,
+            tokens=Tokens(
+                input=payload.input_tokens,
+                output=payload.output_tokens,
+                cache_read=payload.cache_read_tokens,
+                cache_write=payload.cache_write_tokens,
+            ),
+            project=payload.project,
+            context=context,
+        )
+
+    debit = _spend(request, record)
+    body = {
+        "cost_microdollars": debit.cost,
+        "balance_microdollars": debit.balance,
+        "entry_id": debit.entry_id,
+    }
+    # Built here rather than validated again against the schema: the fields are ours.
+    return JsonResponse(body, status=201 if debit.created else 200)
+
+
+@api.post(
+    "/holds",
+    auth=SpendAuth(),
+    response={
+        200: HoldOut,
+        201: HoldOut,
+        400: Problem,
+        402: InsufficientOut,
+        403: Problem,
+        409: Problem,
+        **COMMON,
+    },
+    summary="Hold the list price of a streaming request's maximum tokens until it ends",
+)
+def hold_create(request: HttpRequest, payload: HoldIn) -> HttpResponse:
+    def place(context: SpendContext) -> HoldPlaced:
+        return services.hold_create(
+            account_id=_account_id(context),
+            user_id=context.user_id,
+            request_id=payload.request_id,
+            provider=payload.provider,
+            model=payload.model,
+            max_tokens=Tokens(
+                input=payload.max_input_tokens,
+                output=payload.max_output_tokens,
+                cache_read=payload.max_cache_read_tokens,
+                cache_write=payload.max_cache_write_tokens,
+            ),
+            project=payload.project,
+            ttl=timedelta(seconds=payload.ttl_seconds),
+            context=context,
+        )
+
+    placed = _spend(request, place)
+    body = {
+        "hold_id": placed.hold_id,
+        "amount_microdollars": placed.amount,
+        "available_microdollars": placed.available,
+        "expires_at": placed.expires_at.isoformat(),
+    }
+    return JsonResponse(body, status=201 if placed.created else 200)
+
+
+@api.post(
+    "/holds/{hold_id}/settle",
+    auth=SpendAuth(),
+    response={200: SettleOut, 201: SettleOut, 400: Problem, 404: Problem, 409: Problem, **COMMON},
+    summary="Debit a hold's actual cost once and free the rest",
+)
+def hold_settle(request: HttpRequest, hold_id: int, payload: SettleIn) -> HttpResponse:
+    def settle(context: SpendContext) -> Settlement:
+        return services.hold_settle_record(
+            hold_id=hold_id,
+            account_id=_hold_account(hold_id, context),
+            user_id=context.user_id,
+            tokens=Tokens(
+                input=payload.input_tokens,
+                output=payload.output_tokens,
+                cache_read=payload.cache_read_tokens,
+                cache_write=payload.cache_write_tokens,
+            ),
+            context=context,
+        )
+
+    settled = _spend(request, settle, who_may_spend=False)
+    body = {
+        "cost_microdollars": settled.cost,
+        "balance_microdollars": settled.balance,
+        "entry_id": settled.entry_id,
+        "released_microdollars": settled.released,
+        "uncollected_microdollars": settled.uncollected,
+    }
+    return JsonResponse(body, status=201 if settled.created else 200)
+
+
+@api.post(
+    "/holds/{hold_id}/release",
+    auth=SpendAuth(),
+    response={200: ReleaseOut, 400: Problem, 404: Problem, 409: Problem, **COMMON},
+    summary="Free a hold without debiting anything",
+)
+def hold_release(request: HttpRequest, hold_id: int) -> HttpResponse:
+    def release(context: SpendContext) -> Release:
+        return ledger_hold_release(
+            hold_id=hold_id,
+            account_id=_hold_account(hold_id, context),
+            user_id=context.user_id,
+            caller=context.caller,
+        )
+
+    released = _spend(request, release, who_may_spend=False)
+    body = {
+        "released_microdollars": released.released,
+        "available_microdollars": released.available,
+    }
+    return JsonResponse(body, status=200)
+
+
+def _account_id(context: SpendContext) -> int:
+    assert context.account_id is not None  # _spend makes sure
+    return context.account_id
+
+
+def _hold_account(hold_id: int, context: SpendContext) -> int:
+    """The account of the caller's own hold (its profile need not be chosen again, and a member
+    removed mid-stream may still settle what was used); HoldNotFound otherwise."""
+    account_id = (
+        Hold.objects.filter(pk=hold_id, user_id=context.user_id)
+        .values_list("account_id", flat=True)
+        .first()
+    )
+    if account_id is None:
+        raise HoldNotFound
+    return account_id
+
+
+def _spend(
+    request: HttpRequest, act: Callable[[SpendContext], T], *, who_may_spend: bool = True
+) -> T:
+    """Run `act` with the caller's spend context: refusals answered from a context read again
+    (a cached one may predate a change that grants), a context the ledger found stale read
+    again and `act` retried, and the ledger's refusals in the API's words. `who_may_spend`
+    off: acting on the caller's own hold, whose account is the hold's (settle, release)."""
     context = request.auth  # type: ignore[attr-defined]
     assert isinstance(context, SpendContext)
-    tokens = Tokens(
-        input=payload.input_tokens,
-        output=payload.output_tokens,
-        cache_read=payload.cache_read_tokens,
-        cache_write=payload.cache_write_tokens,
-    )
     for attempt in (1, 2, 3):
-        if attempt > 1 or context.refusal() is not None or context.account_id is None:
-            # A refusal from the cache, or a context the debit found stale: read it again.
+        needs_account = who_may_spend and context.account_id is None
+        if attempt > 1 or (who_may_spend and _refused(context)) or needs_account:
             fresh = spend_context_refresh(context)
             if fresh is None:
                 raise AuthenticationError
             context = fresh
-        _refuse(context)
-        if context.account_id is None:
-            continue  # the account was just made: read the context with it
+        if who_may_spend:
+            _refuse(context)
+            if context.account_id is None:
+                account_ensure(organization_id=context.organization_id, user_id=context.user_id)
+                continue  # read the context again, with its account
         try:
-            debit = services.usage_record(
-                account_id=context.account_id,
-                user_id=context.user_id,
-                request_id=payload.request_id,
-                provider=payload.provider,
-                model=payload.model,
-                tokens=tokens,
-                project=payload.project,
-                context=context,
-            )
+            done = act(context)
         except StaleContext:
             continue
         except TokenRevoked:
             raise AuthenticationError from None
-        except RequestIdConflict as conflict:
-            raise ApiProblem(
-                409, "request_id_conflict", message=conflict.message, field="request_id"
-            ) from None
-        except UnknownModel as unknown:
-            raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
-        except InsufficientBalance:
-            raise ApiProblem(
-                402,
-                "insufficient_balance",
-                message="Not enough credits for this request.",
-                buyCreditsUrl=buy_credits_url_for(organization_id=context.organization_id),
-            ) from None
-        except DailyLimitReached:
-            raise ApiProblem(
-                402,
-                "member_daily_limit",
-                message="You reached your daily spending limit in this organization; it resets "
-                "at midnight UTC.",
-                buyCreditsUrl="",
-            ) from None
+        except Exception as refusal:
+            raise _problem_of(refusal, context) from None
         token_used(context, now=timezone.now())
-        body = {
-            "cost_microdollars": debit.cost,
-            "balance_microdollars": debit.balance,
-            "entry_id": debit.entry_id,
-        }
-        # Built here rather than validated again against the schema: the fields are ours.
-        return JsonResponse(body, status=201 if debit.created else 200)
+        return done
     raise ApiProblem(503, "busy", message="The organization changed while you asked; retry.")
 
 
+def _refused(context: SpendContext) -> bool:
+    return (context.organization_id is not None and context.role is None) or (
+        context.refusal() is not None
+    )
+
+
 def _refuse(context: SpendContext) -> None:
-    """Answer what the context refuses; make the account if it does not exist yet."""
+    """Answer what the context refuses."""
     if context.organization_id is not None and context.role is None:
         raise ApiProblem(403, "forbidden", message="Not a member of that organization.")
     refusal = context.refusal()
@@ -460,8 +674,68 @@ def _refuse(context: SpendContext) -> None:
         raise ApiProblem(403, "no_seat", message=refusal.message)
     if isinstance(refusal, OrganizationSuspended):
         raise ApiProblem(402, "organization_suspended", message=refusal.message)
-    if context.account_id is None:
-        account_ensure(organization_id=context.organization_id, user_id=context.user_id)
+
+
+_LIMIT_MESSAGES = {
+    DailyLimitReached: (
+        "member_daily_limit",
+        "You reached your daily spending limit in this organization; it resets at midnight UTC.",
+    ),
+    MemberBudgetExceeded: (
+        "member_budget_exceeded",
+        "This would pass your monthly budget in this organization; it resets on the first of "
+        "the month (UTC). An owner or admin can raise it.",
+    ),
+    TokenBudgetExceeded: (
+        "token_budget_exceeded",
+        "This would pass this API token's monthly cap; it resets on the first of the month "
+        "(UTC). Make a new token with a higher cap to go on.",
+    ),
+}
+
+
+def _problem_of(refusal: Exception, context: SpendContext) -> Exception:
+    """The API's answer to what the ledger refused; anything else goes on as it is."""
+    answers: dict[type[Exception], Callable[[Any], ApiProblem]] = {
+        InsufficientBalance: lambda _: ApiProblem(
+            402,
+            "insufficient_balance",
+            message="Not enough credits available for this request.",
+            buyCreditsUrl=buy_credits_url_for(organization_id=context.organization_id),
+        ),
+        RequestIdConflict: lambda conflict: ApiProblem(
+            409, "request_id_conflict", message=conflict.message, field="request_id"
+        ),
+        UnknownModel: lambda unknown: ApiProblem(
+            400, "unknown_model", message=unknown.message, field="model"
+        ),
+        HoldNotFound: lambda _: ApiProblem(404, "not_found", message="No such hold of yours."),
+        HoldEnded: lambda ended: ApiProblem(
+            409, f"hold_{ended.state}", message=f"This hold is {ended.state} already."
+        ),
+    }
+    if type(refusal) in _LIMIT_MESSAGES:
+        error, message = _LIMIT_MESSAGES[type(refusal)]
+        return ApiProblem(402, error, message=message, buyCreditsUrl="")
+    for kind, answer in answers.items():
+        if isinstance(refusal, kind):
+            return answer(refusal)
+    return refusal
+
+
+@api.get(
+    "/usage/{entry_id}",
+    response={200: ReceiptOut, 403: Problem, 404: Problem, **COMMON},
+    summary="The receipt of one of your debits: tokens, list prices, arithmetic, ledger entry",
+)
+def usage_receipt(request: HttpRequest, entry_id: int) -> dict[str, Any]:
+    _, account = _profile(request)
+    receipt = selectors.usage_receipt(
+        account_id=account.pk, user_id=_token(request).user_id, entry_id=entry_id
+    )
+    if receipt is None:
+        raise ApiProblem(404, "not_found", message="No such usage entry of yours here.")
+    return receipt
 
 
 @api.get(

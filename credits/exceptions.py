@@ -85,3 +85,23 @@ class StaleContext(Exception):
 
 class TokenRevoked(Exception):
     """The API token was revoked, or its user deactivated, since the caller read it."""
+
+
+class MemberBudgetExceeded(Exception):
+    """The member's monthly budget in this organization would be passed."""
+
+
+class TokenBudgetExceeded(Exception):
+    """The API token's monthly cap would be passed."""
+
+
+class HoldNotFound(Exception):
+    """No such hold of this caller's profile."""
+
+
+class HoldEnded(Exception):
+    """The hold was settled, released or expired already: `state` says which."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state

@@ -171,8 +171,38 @@ class DailyLimitForm(forms.Form):
         return cents_to_microdollars(cents)
 
 
+BUDGET_MAX_DOLLARS = 1_000_000
+
+
+class MemberBudgetForm(forms.Form):
+    user_id = forms.IntegerField(widget=forms.HiddenInput)
+    budget = forms.CharField(
+        max_length=20, required=False, label="Monthly budget (USD); empty: no budget"
+    )
+
+    def clean_budget(self) -> int | None:
+        raw = self.cleaned_data["budget"].strip()
+        if not raw:
+            return None
+        cents = dollars_field(raw, field="budget", max_dollars=BUDGET_MAX_DOLLARS, min_cents=0)
+        return cents_to_microdollars(cents)
+
+
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, label="Token name", initial="VS Code on my laptop")
+    monthly_cap = forms.CharField(
+        max_length=20,
+        required=False,
+        label="Most it may spend per month (USD); empty: no cap",
+        help_text="Counted over every profile the token spends from; it cannot be changed later.",
+    )
+
+    def clean_monthly_cap(self) -> int | None:
+        raw = self.cleaned_data["monthly_cap"].strip()
+        if not raw:
+            return None
+        cents = dollars_field(raw, field="cap", max_dollars=BUDGET_MAX_DOLLARS, min_cents=0)
+        return cents_to_microdollars(cents)
 
 
 def dollars_text(microdollars: int) -> str:

@@ -16,13 +16,17 @@ from django.utils import timezone
 from accounts.models import User
 from credits.exceptions import (
     DailyLimitReached,
+    HoldEnded,
+    HoldNotFound,
     InsufficientBalance,
     LedgerKeyConflict,
+    MemberBudgetExceeded,
     RequestIdConflict,
     StaleContext,
+    TokenBudgetExceeded,
     TokenRevoked,
 )
-from credits.models import CreditAccount, LedgerEntry, SpendCounter, UsageRecord
+from credits.models import CreditAccount, Hold, LedgerEntry, SpendCounter, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -106,27 +110,124 @@ class Debit:
     alert_due: bool = False
 
 
-def day_spend_seed(*, account_id: int, day: date) -> None:
-    """A daily limit starts counting from what each member already spent that day (the usage
-    records), so setting one mid-day does not hand out a fresh allowance."""
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    spent = (
-        UsageRecord.objects.filter(account_id=account_id, created_at__gte=start, user__isnull=False)
+def member_spend_seed(
+    *, account_id: int, scope: str, period: date, user_id: int | None = None
+) -> None:
+    """A limit starts counting from what each member (or the one given) already spent in its
+    period: the usage records and the active holds since it began, so that setting a limit or a
+    budget mid-period hands out no fresh allowance."""
+    start = datetime.combine(period, time.min, tzinfo=UTC)
+    people = {} if user_id is None else {"user_id": user_id}
+    spent: dict[int, int] = {}
+    for rows in (
+        UsageRecord.objects.filter(
+            account_id=account_id, created_at__gte=start, user__isnull=False, **people
+        )
         .values("user_id")
-        .annotate(total=Sum("cost"))
-    )
-    for row in spent:
+        .annotate(total=Sum("cost")),
+        Hold.objects.filter(
+            account_id=account_id,
+            created_at__gte=start,
+            status=Hold.Status.ACTIVE,
+            user__isnull=False,
+            **people,
+        )
+        .values("user_id")
+        .annotate(total=Sum("amount")),
+    ):
+        for row in rows:
+            spent[row["user_id"]] = spent.get(row["user_id"], 0) + row["total"]
+    for subject_id, total in spent.items():
         SpendCounter.objects.update_or_create(
             account_id=account_id,
-            scope=SpendCounter.Scope.MEMBER_DAY,
-            subject_id=row["user_id"],
-            period=day,
-            defaults={"spent": row["total"]},
+            scope=scope,
+            subject_id=subject_id,
+            period=period,
+            defaults={"spent": total},
         )
 
 
-_DEBIT_CALL = "SELECT * FROM credits_usage_debit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: E501
-DAILY_LIMIT_SQLSTATE = "KBDL1"
+def _statement(function: str, arguments: int, casts: dict[int, str] | None = None) -> str:
+    """`SELECT * FROM function(%s, …)`, with a type where psycopg's guess could differ from
+    the function's (a list of small ints goes out as int2[])."""
+    casts = casts or {}
+    placeholders = ", ".join(
+        f"%s::{casts[index]}" if index in casts else "%s" for index in range(arguments)
+    )
+    return f"SELECT * FROM {function}({placeholders})"  # noqa: S608 - our own names
+
+
+_VERSIONS = {4: "bigint[]"}  # the caller's context versions, 5th argument
+_USAGE_DEBIT = _statement("credits_usage_debit", 17, _VERSIONS)
+_HOLD_CREATE = _statement("credits_hold_create", 17, _VERSIONS)
+_HOLD_SETTLE = _statement("credits_hold_settle", 10)
+_HOLD_RELEASE = _statement("credits_hold_release", 5)
+_HOLDS_EXPIRE = "SELECT credits_holds_expire(%s, %s)"
+# The SQLSTATEs the functions raise when a limit refuses (migration 0009).
+_LIMITS = {
+    "KBDL1": DailyLimitReached,
+    "KBMB1": MemberBudgetExceeded,
+    "KBTB1": TokenBudgetExceeded,
+}
+
+
+def _call(statement: str, params: list[Any]) -> tuple[Any, ...]:
+    """One of the ledger's functions, in one round trip in autocommit mode (inside a caller's
+    transaction, in a savepoint: a failed call must not abort it). A racing retry of the same
+    key makes the function fail on the unique key after the first commits: it is asked again
+    once, and then answers with the first result. A limit that refuses is its exception."""
+    for attempt in (1, 2):
+        try:
+            if connection.in_atomic_block:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(statement, params)
+                    return tuple(cursor.fetchone())
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                return tuple(cursor.fetchone())
+        except IntegrityError:
+            if attempt == 2:
+                raise
+        except DatabaseError as error:
+            refusal = _LIMITS.get(getattr(error.__cause__, "sqlstate", None) or "")
+            if refusal is not None:
+                raise refusal from None
+            raise
+    raise AssertionError("unreachable")
+
+
+def _refused(outcome: str, *, request_id: str = "") -> Exception:
+    return {
+        "insufficient": InsufficientBalance(),
+        "conflict": RequestIdConflict(request_id=request_id),
+        "stale": StaleContext(),
+        "unauthorized": TokenRevoked(),
+        "not_found": HoldNotFound(),
+        "expired": HoldEnded("expired"),
+        "released": HoldEnded("released"),
+        "settled": HoldEnded("settled"),
+    }[outcome]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who spends, as the API checked it: the token and the context versions the functions
+    verify (None for the product's own calls: demo history, imports, tests)."""
+
+    token_id: int | None = None
+    organization_id: UUID | None = None
+    versions: tuple[int, int] | None = None
+
+    @property
+    def params(self) -> list[Any]:
+        return [
+            self.token_id,
+            self.organization_id,
+            list(self.versions) if self.versions is not None else None,
+        ]
+
+
+NOBODY = Caller()
 
 
 def usage_debit(
@@ -143,74 +244,194 @@ def usage_debit(
     cache_write_tokens: int = 0,
     project: str = "",
     at: datetime | None = None,
-    token_id: int | None = None,
-    organization_id: UUID | None = None,
-    versions: tuple[int, int] | None = None,
+    price_id: int | None = None,
+    caller: Caller = NOBODY,
 ) -> Debit:
-    """Debit `cost` once per request_id (the `usage` namespace), never below zero, within the
-    member's daily limit, in one statement: `credits_usage_debit` (migration 0006) checks the
-    token and the caller's context `versions` when given, answers a retry with the first entry,
-    runs the balance's conditional UPDATE, the limit's conditional upsert and the inserts, and
-    returns what the answer and the follow-ups need. `at` back-dates the records (imports and
-    demo history only). Raises InsufficientBalance, DailyLimitReached, RequestIdConflict,
-    StaleContext or TokenRevoked."""
-    params: list[Any] = [
-        account_id,
-        user_id,
-        token_id,
-        organization_id,
-        list(versions) if versions is not None else None,
-        request_id,
-        cost,
-        provider,
-        model,
-        project,
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        timezone.now(),
-        at,
-    ]
-    for attempt in (1, 2):
-        try:
-            row = _debit_call(params)
-        except IntegrityError:
-            # A racing retry of this request_id committed first (the unique key): ask again,
-            # the answer is then the first result.
-            if attempt == 2:
-                raise
-            continue
-        except DatabaseError as error:
-            if getattr(error.__cause__, "sqlstate", None) == DAILY_LIMIT_SQLSTATE:
-                raise DailyLimitReached from None
-            raise
-        break
-    outcome, entry_id, balance, charged, topup_due, alert_due = row
-    if outcome in ("new", "duplicate"):
-        return Debit(
-            entry_id=entry_id,
-            cost=charged,
-            balance=balance,
-            created=outcome == "new",
-            topup_due=topup_due,
-            alert_due=alert_due,
-        )
-    raise {
-        "insufficient": InsufficientBalance(),
-        "conflict": RequestIdConflict(request_id=request_id),
-        "stale": StaleContext(),
-        "unauthorized": TokenRevoked(),
-    }[outcome]
+    """Debit `cost` once per request_id (the `usage` namespace) from what is available (the
+    balance less the holds), within the member's daily limit and monthly budget and the token's
+    monthly cap, in one statement: `credits_usage_debit` (migration 0009). It checks the caller's
+    token and context when given, answers a retry with the first entry, runs the conditional
+    UPDATE, the limits' conditional upserts and the inserts, and returns what the answer and the
+    follow-ups need. `at` back-dates the records (imports and demo history only). Raises
+    InsufficientBalance, a limit's exception, RequestIdConflict, StaleContext or TokenRevoked."""
+    outcome, entry_id, balance, charged, topup_due, alert_due = _call(
+        _USAGE_DEBIT,
+        [
+            account_id,
+            user_id,
+            *caller.params,
+            request_id,
+            cost,
+            price_id,
+            provider,
+            model,
+            project,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            timezone.now(),
+            at,
+        ],
+    )
+    if outcome not in ("new", "duplicate"):
+        raise _refused(outcome, request_id=request_id)
+    return Debit(
+        entry_id=entry_id,
+        cost=charged,
+        balance=balance,
+        created=outcome == "new",
+        topup_due=topup_due,
+        alert_due=alert_due,
+    )
 
 
-def _debit_call(params: list[Any]) -> tuple[Any, ...]:
-    """One round trip in autocommit mode; inside a caller's transaction (tests, imports), in a
-    savepoint, so that a failed call does not abort the caller's transaction."""
-    if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_DEBIT_CALL, params)
-            return tuple(cursor.fetchone())
+@dataclass(frozen=True)
+class HoldPlaced:
+    hold_id: int
+    amount: int
+    available: int
+    expires_at: datetime
+    created: bool
+
+
+def hold_place(
+    *,
+    account_id: int,
+    user_id: int,
+    amount: int,
+    request_id: str,
+    provider: str,
+    model: str,
+    max_input_tokens: int,
+    max_output_tokens: int,
+    max_cache_read_tokens: int,
+    max_cache_write_tokens: int,
+    price_id: int,
+    expires_at: datetime,
+    project: str = "",
+    caller: Caller = NOBODY,
+) -> HoldPlaced:
+    """Reserve `amount` of what is available once per request_id (the hold's key), within the
+    same limits as a debit (`credits_hold_create`)."""
+    outcome, hold_id, held, available, until = _call(
+        _HOLD_CREATE,
+        [
+            account_id,
+            user_id,
+            *caller.params,
+            request_id,
+            amount,
+            price_id,
+            provider,
+            model,
+            project,
+            max_input_tokens,
+            max_output_tokens,
+            max_cache_read_tokens,
+            max_cache_write_tokens,
+            timezone.now(),
+            expires_at,
+        ],
+    )
+    if outcome not in ("new", "duplicate"):
+        raise _refused(outcome, request_id=request_id)
+    return HoldPlaced(
+        hold_id=hold_id,
+        amount=held,
+        available=available,
+        expires_at=until,
+        created=outcome == "new",
+    )
+
+
+@dataclass(frozen=True)
+class Settlement:
+    entry_id: int
+    cost: int
+    balance: int
+    released: int
+    uncollected: int
+    created: bool
+    topup_due: bool = False
+    alert_due: bool = False
+
+
+def hold_settle(
+    *,
+    hold_id: int,
+    account_id: int,
+    user_id: int,
+    cost: int,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    caller: Caller = NOBODY,
+) -> Settlement:
+    """Debit a hold's actual cost once and free the rest (`credits_hold_settle`); settling
+    again answers the first settlement. Raises HoldNotFound, HoldEnded (released or expired),
+    RequestIdConflict (settled before with other token counts) or TokenRevoked."""
+    outcome, entry_id, balance, charged, released, uncollected, topup_due, alert_due = _call(
+        _HOLD_SETTLE,
+        [
+            hold_id,
+            account_id,
+            user_id,
+            caller.token_id,
+            cost,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            timezone.now(),
+        ],
+    )
+    if outcome not in ("new", "duplicate"):
+        raise _refused(outcome, request_id=f"hold {hold_id}")
+    return Settlement(
+        entry_id=entry_id,
+        cost=charged,
+        balance=balance,
+        released=released,
+        uncollected=uncollected,
+        created=outcome == "new",
+        topup_due=bool(topup_due),
+        alert_due=bool(alert_due),
+    )
+
+
+@dataclass(frozen=True)
+class Release:
+    released: int
+    available: int
+    created: bool
+
+
+def hold_release(
+    *, hold_id: int, account_id: int, user_id: int, caller: Caller = NOBODY
+) -> Release:
+    """Free a hold without debiting (`credits_hold_release`); releasing again answers the same.
+    Raises HoldNotFound, HoldEnded("settled") or TokenRevoked."""
+    outcome, released, available = _call(
+        _HOLD_RELEASE, [hold_id, account_id, user_id, caller.token_id, timezone.now()]
+    )
+    if outcome in ("not_found", "settled", "unauthorized"):
+        raise _refused(outcome)
+    return Release(released=released or 0, available=available, created=outcome == "released")
+
+
+def hold_free(*, hold_id: int) -> int | None:
+    """Free one active hold whoever asks (closing an organization); the amount freed, or None
+    when it was no longer active."""
     with connection.cursor() as cursor:
-        cursor.execute(_DEBIT_CALL, params)
-        return tuple(cursor.fetchone())
+        cursor.execute("SELECT credits_hold_free(%s, 'released', %s)", [hold_id, timezone.now()])
+        freed = cursor.fetchone()[0]
+    return int(freed) if freed is not None else None
+
+
+def holds_expire(*, limit: int = 1000) -> int:
+    """Free the holds past their expiry (nothing is debited); how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(_HOLDS_EXPIRE, [timezone.now(), limit])
+        return int(cursor.fetchone()[0])

@@ -30,6 +30,9 @@ class CreditAccount(models.Model):
         related_name="credit_account",
     )
     balance = models.BigIntegerField(default=0)
+    # Reserved by active holds (streaming requests in progress), kept in the same statements as
+    # the holds. What may be spent is balance - held; nothing may take that below zero.
+    held = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     # Auto top-up: when a debit leaves the balance under the threshold, charge the saved card.
@@ -51,6 +54,7 @@ class CreditAccount(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="credit_balance_not_negative"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="credit_held_not_negative"),
             models.CheckConstraint(
                 condition=~Q(organization__isnull=False, user__isnull=False),
                 name="credit_account_one_holder",
@@ -59,6 +63,11 @@ class CreditAccount(models.Model):
 
     def __str__(self) -> str:
         return f"account {self.pk}"
+
+    @property
+    def available(self) -> int:
+        """What may be spent now: the balance less what holds reserve."""
+        return self.balance - self.held
 
 
 class LedgerEntry(models.Model):
@@ -154,6 +163,12 @@ class UsageRecord(models.Model):
     cache_read_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
     cost = models.BigIntegerField(help_text="Microdollars")
+    # The list price it was charged at (its receipt), and what a settled hold could not collect
+    # because its cost went past the hold and what was available.
+    price = models.ForeignKey(
+        "ModelPrice", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    uncollected = models.BigIntegerField(default=0, help_text="Microdollars")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -167,24 +182,31 @@ class UsageRecord(models.Model):
 
 
 class SpendCounter(models.Model):
-    """How much one subject (a member) has spent of one account in one period (a UTC day),
-    kept only while a limit applies to it. Each debit adds to it with a conditional update
-    (`spent + cost <= limit`) in the debit's own transaction, so a limit holds under any
-    concurrency."""
+    """How much one subject (a member, a token) has spent of one account in one period (a UTC
+    day, a calendar month), kept only while a limit applies to it. Each debit or hold adds to it
+    with a conditional update (`spent + cost <= limit`) in its own transaction, so a limit holds
+    under any concurrency; a hold's reservation counts until it is settled or released."""
 
     class Scope(models.TextChoices):
         MEMBER_DAY = "member_day", "A member's spending per UTC day"
+        MEMBER_MONTH = "member_month", "A member's spending per calendar month (UTC)"
+        TOKEN_MONTH = "token_month", "An API token's spending per calendar month (UTC)"
 
-    account = models.ForeignKey(CreditAccount, on_delete=models.CASCADE, related_name="+")
+    # None for a token's counter: a token's cap counts its spending in every profile it uses.
+    account = models.ForeignKey(
+        CreditAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     scope = models.CharField(max_length=20, choices=Scope.choices)
-    subject_id = models.BigIntegerField(help_text="The member's user id.")
+    subject_id = models.BigIntegerField(help_text="The member's user id, or the token's id.")
     period = models.DateField(help_text="The UTC day (or first day of the period).")
     spent = models.BigIntegerField(default=0, help_text="Microdollars")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "scope", "subject_id", "period"], name="spend_counter_one_row"
+                fields=["account", "scope", "subject_id", "period"],
+                name="spend_counter_one_row",
+                nulls_distinct=False,
             ),
             models.CheckConstraint(condition=Q(spent__gte=0), name="spend_counter_not_negative"),
         ]
@@ -306,6 +328,91 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What this token may spend per calendar month (UTC), set when it is made; None: no cap.
+    monthly_cap = models.BigIntegerField(null=True, blank=True, help_text="Microdollars")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class MemberBudget(models.Model):
+    """What one member may spend of an organization's credits per calendar month (UTC), set by
+    an owner or admin. Enforced inside each debit and hold by a SpendCounter."""
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.CASCADE, related_name="budgets")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    monthly_limit = models.BigIntegerField(help_text="Microdollars")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "user"], name="one_budget_per_member"),
+            models.CheckConstraint(condition=Q(monthly_limit__gte=0), name="budget_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"budget of {self.user_id}: {self.monthly_limit}"
+
+
+class Hold(models.Model):
+    """A reservation for a streaming model request whose cost is known only at its end: the list
+    price of its maximum tokens is held from what is available, then settled at the actual cost
+    (the rest freed) or released. Moved only by the PL/pgSQL functions of migration 0008."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SETTLED = "settled"
+        RELEASED = "released"
+        EXPIRED = "expired"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="holds")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token = models.ForeignKey(
+        ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=255)
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    project = models.CharField(max_length=200, blank=True)
+    price = models.ForeignKey("ModelPrice", on_delete=models.PROTECT, related_name="+")
+    max_input_tokens = models.BigIntegerField()
+    max_output_tokens = models.BigIntegerField()
+    max_cache_read_tokens = models.BigIntegerField(default=0)
+    max_cache_write_tokens = models.BigIntegerField(default=0)
+    amount = models.BigIntegerField(help_text="Microdollars held")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # The settlement's answer, kept so that settling again answers the same.
+    entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="hold"
+    )
+    cost = models.BigIntegerField(null=True, blank=True, help_text="Microdollars charged")
+    released = models.BigIntegerField(null=True, blank=True, help_text="Microdollars freed")
+    uncollected = models.BigIntegerField(null=True, blank=True, help_text="Microdollars")
+    balance_after = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "request_id"], name="one_hold_per_request_id"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="hold_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "settled", "released", "expired"]),
+                name="hold_status_known",
+            ),
+        ]
+        indexes = [
+            # The expiry sweep reads only active holds.
+            models.Index(
+                fields=["expires_at"], name="hold_active_expiry", condition=Q(status="active")
+            ),
+            models.Index(fields=["account", "status"], name="hold_by_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk} {self.amount} {self.status}"

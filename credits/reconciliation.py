@@ -2,10 +2,10 @@
 
 import logging
 
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from credits.models import CreditAccount
+from credits.models import CreditAccount, Hold
 
 logger = logging.getLogger(__name__)
 
@@ -23,4 +23,24 @@ def reconcile() -> dict[str, object]:
             row["balance"],
             row["ledger"],
         )
-    return {"accounts_checked": CreditAccount.objects.count(), "drifted": drifted}
+    held_drift = list(
+        CreditAccount.objects.annotate(
+            active_holds=Coalesce(
+                Sum("holds__amount", filter=Q(holds__status=Hold.Status.ACTIVE)), 0
+            )
+        )
+        .exclude(held=F("active_holds"))
+        .values("pk", "held", "active_holds")
+    )
+    for held in held_drift:
+        logger.error(
+            "credit account %s: held %s but its active holds sum to %s",
+            held["pk"],
+            held["held"],
+            held["active_holds"],
+        )
+    return {
+        "accounts_checked": CreditAccount.objects.count(),
+        "drifted": drifted,
+        "held_drifted": held_drift,
+    }

@@ -5,7 +5,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -21,17 +21,34 @@ from billing.selectors import billing_contacts, billing_email
 from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.exceptions import (
     GrantRefused,
+    HoldNotFound,
     InsufficientBalance,
     LedgerKeyConflict,
     PurchaseDeclined,
     UnknownModel,
 )
-from credits.ledger import Debit, day_spend_seed, ledger_credit, usage_debit
+from credits.ledger import (
+    NOBODY,
+    Debit,
+    HoldPlaced,
+    Settlement,
+    hold_place,
+    hold_settle,
+    ledger_credit,
+    member_spend_seed,
+    usage_debit,
+)
+from credits.ledger import hold_free as ledger_hold_free
+from credits.ledger import holds_expire as ledger_holds_expire
 from credits.models import (
     ApiToken,
     CreditAccount,
+    Hold,
     LedgerEntry,
+    MemberBudget,
+    ModelPrice,
     Purchase,
+    SpendCounter,
     UsageRecord,
 )
 from credits.pricing import price_in_force, usage_cost
@@ -101,6 +118,18 @@ class Tokens:
     cache_write: int = 0
 
 
+def _price(*, provider: str, model: str, day: date, context: SpendContext | None) -> ModelPrice:
+    """The list price in force on `day`: from the API's catalogue copy at its context's version
+    (which the debit checks), else from the database."""
+    if context is not None:
+        price = price_on(provider=provider, model=model, day=day, version=context.versions[0])
+    else:
+        price = price_in_force(provider=provider, model_id=model, on=day)
+    if price is None:
+        raise UnknownModel(provider=provider, model=model)
+    return price
+
+
 def usage_record(
     *,
     account_id: int,
@@ -146,18 +175,108 @@ def usage_record(
         cache_write_tokens=tokens.cache_write,
         project=project,
         at=at,
-        token_id=context.token_id if context else None,
-        organization_id=context.organization_id if context else None,
-        versions=context.versions if context else None,
+        price_id=price.pk,
+        caller=context.caller if context else NOBODY,
     )
-    # The follow-ups claim their own work with conditional updates, after the debit committed.
-    if debit.topup_due:
+    _after_spending(account_id, debit)
+    return debit
+
+
+def _after_spending(account_id: int, spent: Debit | Settlement) -> None:
+    """The follow-ups claim their own work with conditional updates, after the debit
+    committed, from what the debit's UPDATE returned."""
+    if spent.topup_due:
         with transaction.atomic():
             _auto_topup_claim(account_id)
-    if debit.alert_due:
+    if spent.alert_due:
         with transaction.atomic():
-            _low_balance_alert(account_id, debit.balance)
-    return debit
+            _low_balance_alert(account_id, spent.balance)
+
+
+# Holds: streaming requests whose cost is known only at their end
+
+HOLD_TTL_DEFAULT = timedelta(minutes=10)
+HOLD_TTL_MAX = timedelta(hours=1)
+
+
+def hold_create(
+    *,
+    account_id: int,
+    user_id: int,
+    request_id: str,
+    provider: str,
+    model: str,
+    max_tokens: Tokens,
+    project: str = "",
+    ttl: timedelta = HOLD_TTL_DEFAULT,
+    context: SpendContext | None = None,
+) -> HoldPlaced:
+    """Reserve the list price of a request's maximum tokens from what is available, until it is
+    settled or released, or expires (at most an hour; beat frees it within a minute, nothing
+    debited). UnknownModel when the catalogue has no price for it."""
+    now = timezone.now()
+    price = _price(provider=provider, model=model, day=now.date(), context=context)
+    return hold_place(
+        account_id=account_id,
+        user_id=user_id,
+        amount=usage_cost(
+            price,
+            input_tokens=max_tokens.input,
+            output_tokens=max_tokens.output,
+            cache_read_tokens=max_tokens.cache_read,
+            cache_write_tokens=max_tokens.cache_write,
+        ),
+        request_id=request_id,
+        provider=provider,
+        model=model,
+        max_input_tokens=max_tokens.input,
+        max_output_tokens=max_tokens.output,
+        max_cache_read_tokens=max_tokens.cache_read,
+        max_cache_write_tokens=max_tokens.cache_write,
+        price_id=price.pk,
+        expires_at=now + min(ttl, HOLD_TTL_MAX),
+        project=project,
+        caller=context.caller if context else NOBODY,
+    )
+
+
+def hold_settle_record(
+    *,
+    hold_id: int,
+    account_id: int,
+    user_id: int,
+    tokens: Tokens,
+    context: SpendContext | None = None,
+) -> Settlement:
+    """Settle a hold at the actual cost of the tokens used, at the list price the hold was made
+    at (HoldNotFound for another profile's hold or an unknown one)."""
+    hold = Hold.objects.select_related("price").filter(pk=hold_id, account_id=account_id).first()
+    if hold is None:
+        raise HoldNotFound
+    settlement = hold_settle(
+        hold_id=hold_id,
+        account_id=account_id,
+        user_id=user_id,
+        cost=usage_cost(
+            hold.price,
+            input_tokens=tokens.input,
+            output_tokens=tokens.output,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write,
+        ),
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_tokens=tokens.cache_write,
+        caller=context.caller if context else NOBODY,
+    )
+    _after_spending(account_id, settlement)
+    return settlement
+
+
+def holds_expire() -> int:
+    """Beat, every minute: holds past their expiry are freed; nothing is debited."""
+    return ledger_holds_expire()
 
 
 def _low_balance_alert(account_id: int, balance: int) -> None:
@@ -256,9 +375,14 @@ def organization_credits_freeze(*, organization: Organization) -> dict[str, int]
     (prepaid money is not forfeited; staff refund it or write it off with a reason); what was
     spent on what (the usage records) is deleted, and nothing charges or alerts any more. The
     ledger's amounts stay for accounting."""
-    account = CreditAccount.objects.select_for_update().filter(organization=organization).first()
+    account = CreditAccount.objects.filter(organization=organization).first()
     if account is None:
         return {"usage_records": 0}
+    # Requests in flight end here: their holds are freed, nothing debited.
+    for hold_id in Hold.objects.filter(account=account, status=Hold.Status.ACTIVE).values_list(
+        "pk", flat=True
+    ):
+        ledger_hold_free(hold_id=hold_id)
     usage_records, _ = UsageRecord.objects.filter(account=account).delete()
     CreditAccount.objects.filter(pk=account.pk).update(
         auto_topup_enabled=False,
@@ -619,13 +743,50 @@ def member_daily_limit_set(*, actor: User, account: CreditAccount, limit: int | 
     with transaction.atomic():
         CreditAccount.objects.filter(pk=account.pk).update(member_daily_limit=limit)
         if limit is not None:
-            day_spend_seed(account_id=account.pk, day=timezone.now().date())
+            member_spend_seed(
+                account_id=account.pk,
+                scope=SpendCounter.Scope.MEMBER_DAY,
+                period=timezone.now().date(),
+            )
         audit_record(
             organization=account.organization,
             actor=actor,
             action="credits.member_daily_limit",
             target=f"account {account.pk}",
             limit_microdollars=limit,
+        )
+
+
+def month_start(now: datetime) -> date:
+    return now.date().replace(day=1)
+
+
+def member_budget_set(
+    *, actor: User, account: CreditAccount, user: User, monthly_limit: int | None
+) -> None:
+    """What one member may spend of the organization's credits per calendar month (UTC);
+    None removes it. It counts what they spent this month already."""
+    with transaction.atomic():
+        if monthly_limit is None:
+            MemberBudget.objects.filter(account=account, user=user).delete()
+        else:
+            MemberBudget.objects.update_or_create(
+                account=account,
+                user=user,
+                defaults={"monthly_limit": monthly_limit, "updated_at": timezone.now()},
+            )
+            member_spend_seed(
+                account_id=account.pk,
+                scope=SpendCounter.Scope.MEMBER_MONTH,
+                period=month_start(timezone.now()),
+                user_id=user.pk,
+            )
+        audit_record(
+            organization=account.organization,
+            actor=actor,
+            action="credits.member_budget",
+            target=user.email,
+            monthly_limit_microdollars=monthly_limit,
         )
 
 
@@ -638,14 +799,27 @@ def hash_api_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """A new token; the raw value is returned once and never stored."""
+def api_token_create(
+    *, user: User, name: str, monthly_cap: int | None = None
+) -> tuple[ApiToken, str]:
+    """A new token, with the most it may spend per calendar month (UTC) if given; the raw value
+    is returned once and never stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(
-            user=user, name=name, prefix=raw[:10], token_hash=hash_api_token(raw)
+            user=user,
+            name=name,
+            prefix=raw[:10],
+            token_hash=hash_api_token(raw),
+            monthly_cap=monthly_cap,
         )
-        audit_record(organization=None, actor=user, action="api_token.create", target=name)
+        audit_record(
+            organization=None,
+            actor=user,
+            action="api_token.create",
+            target=name,
+            monthly_cap_microdollars=monthly_cap,
+        )
     return token, raw
 
 

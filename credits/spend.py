@@ -18,6 +18,7 @@ from uuid import UUID
 from django.db import connection
 
 from credits.exceptions import NoSeat, NotASpender, OrganizationSuspended, SpendRefused
+from credits.ledger import Caller
 from credits.models import ApiToken, ModelPrice
 from organizations.models import Organization
 from organizations.roles import Permission, allows
@@ -36,6 +37,13 @@ class SpendContext:
     has_seat: bool
     account_id: int | None  # None: the account does not exist yet
     versions: tuple[int, int]  # (prices, organization)
+
+    @property
+    def caller(self) -> Caller:
+        """What the ledger's functions check is still true when they spend."""
+        return Caller(
+            token_id=self.token_id, organization_id=self.organization_id, versions=self.versions
+        )
 
     def refusal(self) -> SpendRefused | None:
         """Why this person may not spend this profile's credits, or None. A non-member is not

@@ -18,3 +18,9 @@ def reconciliation() -> dict[str, object]:
     from credits.reconciliation import reconcile
 
     return reconcile()
+
+
+@shared_task
+def holds_expire() -> int:
+    """Every minute: holds past their expiry are freed, nothing debited."""
+    return services.holds_expire()

@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
@@ -27,6 +28,7 @@ from credits.forms import (
     ConfirmPurchaseForm,
     DailyLimitForm,
     LowBalanceForm,
+    MemberBudgetForm,
     PurchaseRules,
     dollars_text,
 )
@@ -34,7 +36,8 @@ from credits.models import CreditAccount
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
-from organizations.selectors import memberships_of_user
+from organizations.selectors import members_of_organization, memberships_of_user
+from seats.models import SEAT_ROLES
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
         "card": saved_card(organization=account.organization, user=account.user),
         "page": page,
         "recent_purchases": selectors.purchases(account=account)[:5],
+        "holds_in_progress": selectors.holds_in_progress(account=account).count()
+        if account.held
+        else 0,
     }
     return render(request, "credits/credits.html", context, status=400 if forms else 200)
 
@@ -257,6 +263,39 @@ def daily_limit(request: HttpRequest, org_id: UUID) -> HttpResponse:
     return redirect(scope.url("credits"))
 
 
+@login_required
+def member_budgets(request: HttpRequest, org_id: UUID) -> HttpResponse:
+    """Owners and admins set what each member may spend per calendar month; the page shows
+    everyone's spend of it, fullest first."""
+    membership = membership_for(request, org_id, permission=Permission.MANAGE_SETTINGS)
+    organization = membership.organization
+    account = services.account_for(organization=organization)
+    people = members_of_organization(organization=organization).filter(role__in=SEAT_ROLES)
+    form = MemberBudgetForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid() and (
+            target := people.filter(user_id=form.cleaned_data["user_id"]).first()
+        ):
+            services.member_budget_set(
+                actor=_user(request),
+                account=account,
+                user=target.user,
+                monthly_limit=form.cleaned_data["budget"],
+            )
+            messages.success(request, f"The monthly budget of {target.user.email} is saved.")
+            return redirect("org_member_budgets", org_id=org_id)
+        messages.error(request, form.errors.as_text() or "Choose a member of the organization.")
+    month = services.month_start(timezone.now())
+    uses = {use.user_id: use for use in selectors.budget_uses(account=account, month=month)}
+    rows = [(person, uses.get(person.user_id)) for person in people]
+    return render(
+        request,
+        "credits/budgets.html",
+        {"membership": membership, "tab": "members", "rows": rows, "month": month},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
 # Personal API tokens
 
 
@@ -266,14 +305,20 @@ def tokens(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_token = ""
     if request.method == "POST" and form.is_valid():
-        _, new_token = services.api_token_create(user=user, name=form.cleaned_data["name"])
+        _, new_token = services.api_token_create(
+            user=user,
+            name=form.cleaned_data["name"],
+            monthly_cap=form.cleaned_data["monthly_cap"],
+        )
         form = ApiTokenForm()
     return render(
         request,
         "credits/tokens.html",
         {
             "form": form,
-            "tokens": selectors.api_tokens(user=user),
+            "tokens": selectors.api_tokens_with_spend(
+                user=user, month=services.month_start(timezone.now())
+            ),
             "new_token": new_token,
             # The ids the extension sends as X-KiloCode-OrganizationId.
             "memberships": memberships_of_user(user=user),

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 from analytics.selectors import SpendPace, spend_pace, spend_total
 from credits.models import ApiToken, CreditAccount, LedgerEntry
+from credits.selectors import BudgetUse, budget_use, budget_uses
 from dunning.models import FormerBillingContact, LifecycleTransition
 from invoices.models import Invoice
 from invoices.selectors import invoices_of_organization, invoices_of_person, overdue_invoices
@@ -50,6 +51,7 @@ class MemberSide:
     daily_limit: int | None  # microdollars; None: no limit
     has_seat: bool
     month_start: date
+    budget: BudgetUse | None = None
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Overview:
     last_invoices: list[Invoice] = field(default_factory=list)
     overdue: list[Invoice] = field(default_factory=list)
     checklist: list[Step] = field(default_factory=list)
+    # Members at 80 % or more of their monthly budget (owners and admins see who).
+    budgets_near: list[BudgetUse] = field(default_factory=list)
     # The viewer's own spending (roles that spend: owners, admins, members).
     mine: MemberSide | None = None
 
@@ -147,6 +151,9 @@ def organization_overview(*, membership: Membership, user: User, today: date) ->
             invoices_of_organization(organization=organization)[:LAST_INVOICES]
         )
         overview.overdue = list(overdue_invoices(organization=organization))
+        if account and allows(membership.role, Permission.MANAGE_SETTINGS):
+            uses = budget_uses(account=account, month=today.replace(day=1))
+            overview.budgets_near = [use for use in uses if use.near]
         overview.checklist = _checklist(
             organization=organization, occupancy=occupancy, account=account, user=user
         )
@@ -163,6 +170,9 @@ def organization_overview(*, membership: Membership, user: User, today: date) ->
             daily_limit=account.member_daily_limit if account else None,
             has_seat=member_has_seat(membership=membership),
             month_start=month_start,
+            budget=budget_use(account=account, user_id=user.pk, month=month_start)
+            if account
+            else None,
         )
     return overview
 

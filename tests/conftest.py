@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 
 from accounts.models import User
@@ -50,6 +51,9 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     with django_db_blocker.unblock():
         prices_load()
         seat_plans_ensure()
+        # What transactional tests restore afterwards (serialized_rollback) must include them.
+        if getattr(connection, "_test_serialized_contents", None):
+            connection._test_serialized_contents = connection.creation.serialize_db_to_string()
 
 
 @pytest.fixture(autouse=True)

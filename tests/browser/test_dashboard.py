@@ -18,7 +18,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from billing.services import billing_profile_for, gateway_customer_ensure
-from credits.models import Purchase
+from credits.ledger import usage_debit
+from credits.models import Purchase, UsageRecord
 from credits.services import account_for, api_token_create, credits_purchase
 from dunning.closing import organization_delete
 from invoices.models import Invoice
@@ -260,6 +261,17 @@ def dashboard_world(live: str) -> dict[str, Any]:
         success_url=f"{live}/",
         cancel_url=f"{live}/",
     ).purchase
+    personal_use = usage_debit(
+        account_id=account_for(user=owner).pk,
+        user_id=owner.pk,
+        cost=123_456,
+        request_id="personal-receipt",
+        provider="anthropic",
+        model="claude-sonnet-4",
+        input_tokens=41_152,
+        output_tokens=0,
+        project="a-personal-project-with-a-long-name",
+    )
     closed = organization_create(actor=owner, name="Initech Holdings International")
     organization_delete(organization=closed, actor=owner)
     globex = organization_create(actor=UserFactory(email="gina@globex.test"), name="Globex")
@@ -279,8 +291,15 @@ def dashboard_world(live: str) -> dict[str, Any]:
             "purchase_id": Purchase.objects.filter(account__organization=organization).first().pk,  # type: ignore[union-attr]
             "invoice_id": renewal.pk,
             "closed_id": closed.pk,
+            "entry_id": UsageRecord.objects.filter(account__organization=organization)
+            .values_list("entry_id", flat=True)
+            .first(),
         },
-        "personal": {"purchase_id": personal.pk, "closed_id": closed.pk},
+        "personal": {
+            "purchase_id": personal.pk,
+            "closed_id": closed.pk,
+            "entry_id": personal_use.entry_id,
+        },
         "globex": globex,
     }
 

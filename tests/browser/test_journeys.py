@@ -328,6 +328,8 @@ def test_it_lets_an_invited_member_join_pick_the_organization_and_spend_its_cred
         "balance_microdollars": 100_000_000 - spent,
         "isDepleted": False,
         "status": "active",
+        "held_microdollars": 0,
+        "available_microdollars": 100_000_000 - spent,
     }
     usage = requests.get(f"{live}/api/profile/usage", headers=headers, timeout=10).json()
     assert [

@@ -67,6 +67,8 @@ def test_the_balance_follows_the_header(funded: World) -> None:
         "balance_microdollars": 2_500_000,
         "isDepleted": False,
         "status": "active",
+        "held_microdollars": 0,
+        "available_microdollars": 2_500_000,
     }
     org_balance = api(funded.member, funded.org).get("/api/profile/balance").json()
     assert org_balance["balance_microdollars"] == 1_000_000

@@ -319,7 +319,7 @@ def test_the_overview_costs_the_same_queries_for_a_big_organization(
         invoice(world, f"KB-{n + 1:06d}")
         spend(account, world, 1_000 + n, days_ago=n % 10)
     assert _queries(world, role) == small
-    assert small <= 20
+    assert small <= 22  # the monthly budgets of the members near theirs: two more
 
 
 def test_the_overview_never_asks_the_gateway(world: World, monkeypatch: object) -> None:

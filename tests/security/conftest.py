@@ -88,7 +88,7 @@ def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tena
         cancel_url="http://testserver/",
     )
     assert started.purchase.status == Purchase.Status.PAID
-    usage_debit(
+    used = usage_debit(
         account_id=account.pk,
         user_id=member.pk,
         cost=1_234,
@@ -113,6 +113,7 @@ def _tenant(org: Organization, owner: User, member: User, *, label: str) -> Tena
             "invitation_id": invitation.pk,
             "purchase_id": started.purchase.pk,
             "invoice_id": invoices.first().pk,  # type: ignore[union-attr]
+            "entry_id": used.entry_id,
         },
         token=raw,
         markers=[
@@ -146,6 +147,19 @@ def tenants(django_db_setup: None, django_db_blocker: Any) -> Iterator[Tenants]:
             created_by=world.outsider,
         )
         token, _ = api_token_create(user=world.outsider, name="outsider's laptop")
+        personal_account = account_for(user=world.outsider)
+        fund(personal_account, 1_000_000, key="sweep-personal-fund")
+        personal_use = usage_debit(
+            account_id=personal_account.pk,
+            user_id=world.outsider.pk,
+            cost=999,
+            request_id="sweep-personal-1",
+            provider="anthropic",
+            model="claude-sonnet-4",
+            input_tokens=10,
+            output_tokens=1,
+            project="outsider-personal-project",
+        )
         closed = closed_organization_of(world.outsider, name="Umbrella")
         globex.markers += ["Umbrella", "KB-UMBRELLA"]
         yield Tenants(
@@ -156,6 +170,7 @@ def tenants(django_db_setup: None, django_db_blocker: Any) -> Iterator[Tenants]:
                 "purchase_id": personal_purchase.pk,
                 "token_id": token.pk,
                 "closed_id": closed.pk,
+                "entry_id": personal_use.entry_id,
             },
         )
         transaction.set_rollback(True)

@@ -32,6 +32,7 @@ from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
 from tests.conftest import client_for
+from tests.credits.conftest import fund
 from tests.security.conftest import ROLES, Tenant, Tenants, closed_organization_of, state_of
 
 P = Permission
@@ -60,6 +61,10 @@ PAGES: dict[str, Page] = {
     # Organization pages (/o/<org_id>/…)
     "org_overview": Page(P.VIEW_ORGANIZATION),
     "org_usage": Page(P.VIEW_ORGANIZATION),
+    # Members see their own requests and receipts (the entry is the member's), the rest all.
+    "org_usage_requests": Page(P.VIEW_ORGANIZATION),
+    "org_usage_receipt": Page(P.VIEW_ORGANIZATION),
+    "org_member_budgets": Page(P.MANAGE_SETTINGS),
     "org_usage_csv": Page(P.VIEW_ORGANIZATION),
     "org_usage_visibility": Page(
         P.MANAGE_SETTINGS, ok=302, method="POST", attack={"members_see_totals": "on"}
@@ -122,6 +127,8 @@ PAGES: dict[str, Page] = {
     "personal_tokens": Page(None, attack={"name": "sneaky"}),
     "personal_token_revoke": Page(None, ok=302, method="POST", attack={}),
     "personal_usage": Page(None),
+    "personal_usage_requests": Page(None),
+    "personal_usage_receipt": Page(None),
     "personal_usage_csv": Page(None),
     "personal_invoices": Page(None),
     "personal_closed_organization": Page(None),
@@ -166,8 +173,8 @@ EXCLUDED: dict[str, str] = {
 }
 
 # URL keywords that name an organization's objects, and the personal ones.
-ORG_OBJECTS = {"membership_id", "invitation_id", "purchase_id", "invoice_id"}
-PERSONAL_OBJECTS = {"purchase_id", "token_id", "closed_id"}
+ORG_OBJECTS = {"membership_id", "invitation_id", "purchase_id", "invoice_id", "entry_id"}
+PERSONAL_OBJECTS = {"purchase_id", "token_id", "closed_id", "entry_id"}
 
 
 @dataclass(frozen=True)
@@ -381,8 +388,8 @@ def test_it_sends_anonymous_visitors_to_log_in(tenants: Tenants, db: None, route
 
 @pytest.fixture
 def mine(tenants: Tenants, db: None) -> dict[str, Any]:
-    """Acme's member's own personal purchase and token, and an organization closed while they
-    were its billing manager."""
+    """Acme's member's own personal purchase, token and usage, and an organization closed while
+    they were its billing manager."""
     member = tenants.world.member
     purchase = Purchase.objects.create(
         account=account_for(user=member),
@@ -390,10 +397,23 @@ def mine(tenants: Tenants, db: None) -> dict[str, Any]:
         idempotency_key="sweep-personal-member",
         created_by=member,
     )
+    account = account_for(user=member)
+    fund(account, 100_000, key="sweep-personal-member-fund")
+    used = usage_debit(
+        account_id=account.pk,
+        user_id=member.pk,
+        cost=77,
+        request_id="sweep-personal-member-1",
+        provider="anthropic",
+        model="claude-sonnet-4",
+        input_tokens=1,
+        output_tokens=1,
+    )
     return {
         "purchase_id": purchase.pk,
         "token_id": ApiToken.objects.get(user=member).pk,
         "closed_id": closed_organization_of(member, name="Initech").pk,
+        "entry_id": used.entry_id,
     }
 
 

@@ -21,12 +21,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from credits.ledger import usage_debit
 from credits.models import ApiToken, Purchase
 from credits.services import account_for, credits_purchase
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Invitation, Organization
 from organizations.services import hash_token
 from tests.conftest import client_for
+from tests.credits.conftest import fund
 from tests.factories import PASSWORD, UserFactory
 from tests.faults.conftest import database_url_for_subprocesses
 from tests.security.conftest import Tenants, closed_organization_of
@@ -203,6 +205,21 @@ class Rendered:
     breaches: list[str]
 
 
+def _personal_usage(user: User) -> int:
+    account = account_for(user=user)
+    fund(account, 100_000, key="csp-personal-fund")
+    return usage_debit(
+        account_id=account.pk,
+        user_id=user.pk,
+        cost=77,
+        request_id="csp-personal-1",
+        provider="anthropic",
+        model="claude-sonnet-4",
+        input_tokens=1,
+        output_tokens=1,
+    ).entry_id
+
+
 @pytest.fixture(scope="module")
 def rendered(tenants: Tenants, django_db_blocker: Any) -> dict[str, Rendered]:
     """Every page rendered once: the organization's as its owner, the personal ones as the
@@ -213,6 +230,7 @@ def rendered(tenants: Tenants, django_db_blocker: Any) -> dict[str, Rendered]:
             "purchase_id": _personal_purchase(world.member),
             "token_id": ApiToken.objects.get(user=world.member).pk,
             "closed_id": closed_organization_of(world.member, name="Initech").pk,
+            "entry_id": _personal_usage(world.member),
         }
         owner, member = client_for(world.owner), client_for(world.member)
         pages = {name: owner.get(_address(name, tenants.acme, None)) for name in ORG_PAGES}
