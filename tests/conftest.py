@@ -75,7 +75,9 @@ def settle() -> None:
     would: the asynchronous half of a payment, run to its end."""
     for _ in range(20):
         pending_events = list(
-            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by("created", "id")
+            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by(
+                "delivery_order", "created", "id"
+            )
         )
         for event in pending_events:
             delivery.sandbox_event_deliver(event_id=event.id)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("portal/<str:token>/", views.portal, name="sandbox_portal"),
     path("invoices/<str:invoice_id>/", views.invoice, name="sandbox_invoice"),
     path("invoices/<str:invoice_id>/pdf", views.invoice_pdf, name="sandbox_invoice_pdf"),
+    path("authenticate/<str:payment_id>/", views.authenticate, name="sandbox_authenticate"),
 ]

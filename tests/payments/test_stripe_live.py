@@ -128,6 +128,7 @@ def test_it_runs_a_team_plan_through_stripe_test_mode(
     charge = gateway.charge(
         customer_id=customer.id,
         amount=1000,
+        currency="usd",
         description="AI credits top-up (live test)",
         metadata=metadata,
         idempotency_key=f"{run}:credits",
