@@ -17,6 +17,7 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 from pydantic_core import to_jsonable_python
 
+from billing.templatetags.money import microdollars
 from credits import services
 from credits.exceptions import (
     DailyLimitReached,
@@ -353,10 +354,18 @@ def usage(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
     except UnknownModel as unknown:
         raise ApiProblem(400, "unknown_model", message=unknown.message, field="model") from None
     except InsufficientBalance:
+        owed = CreditAccount.objects.values_list("owed", flat=True).get(pk=account.pk)
+        message = "Not enough credits for this request."
+        if owed:
+            # After a refund or chargeback took back credits that were spent.
+            message = (
+                f"This account owes {microdollars(owed)} after a refund or chargeback; "
+                "buy credits to pay it back and use the API again."
+            )
         raise ApiProblem(
             402,
             "insufficient_balance",
-            message="Not enough credits for this request.",
+            message=message,
             buyCreditsUrl=services.buy_credits_url(account),
         ) from None
     except DailyLimitReached:
