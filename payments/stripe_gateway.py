@@ -663,7 +663,7 @@ class StripeGateway(BillingGateway):
                 {
                     "payment_intent": intent,
                     "amount": amount,
-                    "reason": reason,  # type: ignore[typeddict-item]
+                    "reason": reason,
                     "metadata": metadata,
                 },
                 {"idempotency_key": idempotency_key},

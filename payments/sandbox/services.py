@@ -198,15 +198,15 @@ def invoice_pay_with_card(*, invoice_id: str, card: Card) -> Outcome:
             engine.payment_method_attach(
                 customer=invoice.customer, card=card, make_default=True, card_page=False
             )
-        except CardError as error:
-            return Outcome(error)
+        except CardError as declined:
+            return Outcome(declined)
         invoice.customer.refresh_from_db()
-        error = engine.invoice_attempt(
+        failure = engine.invoice_attempt(
             invoice, return_url=objects.site_url("sandbox_invoice", invoice.id)
         )
-        if error is not None and error.action_url:
-            return Outcome(redirect=error.action_url)
-        return Outcome(error)
+        if failure is not None and failure.action_url:
+            return Outcome(redirect=failure.action_url)
+        return Outcome(failure)
 
 
 def awaiting_authentication(

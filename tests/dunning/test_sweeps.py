@@ -289,7 +289,12 @@ def test_billing_jobs_can_run_one_and_refuses_unknown_names(db: None) -> None:
 
 def test_the_beat_tasks_call_the_same_sweeps(world: World) -> None:
     in_grace(world.org, timezone.now() - timedelta(seconds=1))
-    assert tasks.dunning_sweep.delay().get() == {"graced": 0, "reminded": 0, "suspended": 1, "failed": 0}
+    assert tasks.dunning_sweep.delay().get() == {
+        "graced": 0,
+        "reminded": 0,
+        "suspended": 1,
+        "failed": 0,
+    }
     assert tasks.retention_sweep.delay().get() == {"warned": 0, "purged": 0, "failed": 0}
 
 

@@ -25,12 +25,13 @@ def cents_of(text: str) -> int:
         amount = Decimal(text.strip())
     except InvalidOperation:
         raise CommandError(f"--amount-usd {text!r} is not an amount of dollars.") from None
-    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise CommandError("--amount-usd must be a positive amount with at most two decimals.")
-    cents = int(amount * 100)
-    if cents > MAX_CENTS:
+    if not amount.is_finite() or amount <= 0:
+        raise CommandError("--amount-usd must be a positive amount of dollars.")
+    if amount * 100 > MAX_CENTS:
         raise CommandError("--amount-usd is more than any invoice here.")
-    return cents
+    if amount != amount.quantize(Decimal("0.01")):
+        raise CommandError("--amount-usd takes at most two decimals (whole cents).")
+    return int(amount * 100)
 
 
 class Command(BaseCommand):
