@@ -19,6 +19,10 @@ ORGANIZATION_RULES = PurchaseRules(
 PERSONAL_RULES = PurchaseRules(presets=(20, 50, 100), custom_min=10, custom_max=10_000)
 
 
+# Far above any amount the product takes, and small enough for exact cents.
+MAX_DOLLARS = Decimal(10**9)
+
+
 def parse_dollars(raw: str, *, field: str = "amount") -> int:
     """Dollars typed by a person into integer cents: "1,250.5" → 125050. Errors say why."""
     text = raw.strip().replace(",", "").removeprefix("$").strip()
@@ -32,6 +36,8 @@ def parse_dollars(raw: str, *, field: str = "amount") -> int:
         raise forms.ValidationError(f"Enter the {field} as a number of dollars, e.g. 1500.")
     if value <= 0:
         raise forms.ValidationError(f"The {field} must be more than $0.")
+    if value > MAX_DOLLARS:
+        raise forms.ValidationError(f"The {field} is far more than anything sold here.")
     if value != value.quantize(Decimal("0.01")):
         raise forms.ValidationError("Amounts are in whole cents: use at most two decimals.")
     return int(value * 100)

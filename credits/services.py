@@ -806,7 +806,7 @@ def purchase_refund_record(
                 source=LedgerEntry.Source.REFUND,
                 key=refund.id,
                 actor=actor,
-                reason=what.capitalize(),
+                reason=what[:1].upper() + what[1:],
             )
             if created:
                 _reversal_tell(

@@ -237,7 +237,7 @@ def invoice_reversals_sync(
     state), tell the billing contacts about a seat invoice's refund or dispute once, and let the
     lifecycle react: a lost dispute leaves the invoice owed again."""
     local = (
-        Invoice.objects.select_for_update()
+        Invoice.objects.select_for_update(of=("self",))
         .select_related("billing_profile__organization")
         .filter(gateway_id=gateway_invoice_id)
         .first()

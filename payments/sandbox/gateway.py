@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from django.core import signing
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Model
 
 from payments.gateway import (
@@ -114,9 +114,16 @@ class SandboxGateway(BillingGateway):
         """Run `make` (which returns the id of what it made) once per idempotency key."""
         if (known := _remembered(key)) is not None:
             return known
-        with engine.action(), transaction.atomic():
-            object_id = make()
-            _remember(key, object_id)
+        try:
+            with engine.action(), transaction.atomic():
+                object_id = make()
+                _remember(key, object_id)
+        except IntegrityError:
+            # The same request raced this one and won (its work is kept, this one's rolled
+            # back): answer with the first result, as Stripe does.
+            if (known := _remembered(key)) is not None:
+                return known
+            raise
         return object_id
 
     # Customers and payment methods
