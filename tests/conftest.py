@@ -127,6 +127,14 @@ def client_for(user: User | None) -> Client:
     return client
 
 
+def pytest_report_header() -> str:
+    from django.conf import settings
+
+    if settings.SANDBOX_SHUFFLE_EVENTS:
+        return f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"
+    return "sandbox events in Stripe's usual order"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Transactional tests flush the database afterwards, which would also remove the data that
     migrations load (seat plans, the price catalogue); restore it after each of them."""
