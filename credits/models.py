@@ -227,6 +227,9 @@ class Purchase(models.Model):
     invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     checkout_session_id = models.CharField(max_length=120, blank=True)
+    # The payment of a Checkout purchase: how its refunds and disputes find it, whether or not
+    # the gateway links that payment to the invoice Checkout created.
+    payment_intent_id = models.CharField(max_length=80, blank=True, db_index=True)
     failure_message = models.CharField(max_length=300, blank=True)
     # Where the payer confirms the payment with their bank (3-D Secure) while it waits on them.
     action_url = models.URLField(max_length=1000, blank=True)

@@ -494,7 +494,15 @@ def purchase_confirm_checkout(*, purchase: Purchase) -> bool:
         return False
     # Checkout saved the card; make it the one later purchases and top-ups charge.
     gateway.checkout_session_save_card(session_id=session.id)
+    purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=session.payment_intent)
     return purchase_mark_paid(purchase_id=purchase.pk, invoice_id=session.invoice)
+
+
+def purchase_checkout_payment_record(*, purchase_id: int, payment_intent: str) -> None:
+    if payment_intent:
+        Purchase.objects.filter(pk=purchase_id, payment_intent_id="").update(
+            payment_intent_id=payment_intent[:80]
+        )
 
 
 # Auto top-up
@@ -716,6 +724,8 @@ def purchase_for_payment(*, payment_intent: str) -> Purchase | None:
     paid = Purchase.objects.select_related("account__organization", "account__user").filter(
         status=Purchase.Status.PAID
     )
+    if purchase := paid.filter(payment_intent_id=payment_intent).first():
+        return purchase
     invoice_id = get_gateway().payment_invoice_id(payment_intent=payment_intent)
     if invoice_id and (purchase := paid.filter(gateway_invoice_id=invoice_id).first()):
         return purchase

@@ -3,6 +3,7 @@ and disputes of purchases take their credits back, once per refund or dispute id
 
 from credits.models import Purchase
 from credits.services import (
+    purchase_checkout_payment_record,
     purchase_dispute_record,
     purchase_for_payment,
     purchase_invoice_record,
@@ -41,6 +42,7 @@ def checkout_paid(event: WebhookEvent) -> None:
         return
     # Checkout saved the card; make it the one future purchases and top-ups charge.
     get_gateway().checkout_session_save_card(session_id=session.id)
+    purchase_checkout_payment_record(purchase_id=purchase_id, payment_intent=session.payment_intent)
     purchase_mark_paid(purchase_id=purchase_id, invoice_id=session.invoice)
 
 

@@ -283,12 +283,20 @@ def grace_reason(invoice: Invoice) -> str:
     return ""
 
 
+def _declined_for_good(invoice: Invoice, previous_error: tuple[str, str]) -> bool:
+    code, decline_code = invoice.payment_error_code, invoice.payment_decline_code
+    return (code, decline_code) == previous_error and hard_decline(
+        code=code, decline_code=decline_code
+    )
+
+
 def invoice_changed(
     *,
     invoice: Invoice,
     previous_status: str,
     previous_attempts: int,
     previous_dispute_status: str | None = None,
+    previous_error: tuple[str, str] = ("", ""),
     repaid: bool = False,
 ) -> None:
     """Called by `invoice_sync` (in its transaction) after the local copy moved forward. A new
@@ -335,6 +343,10 @@ def invoice_changed(
                 "billing_authentication_required.txt",
                 invoice=invoice,
             )
+    elif failed and previous_attempts and _declined_for_good(invoice, previous_error):
+        # A retry Stripe counted but did not make: the card that was declined for good is still
+        # the one on file. Grace started at the first decline, whose email said so.
+        return
     elif failed:
         grace = None
         if reason := grace_reason(invoice):

@@ -15,6 +15,7 @@ def _invoice_changed(
     previous_status: str,
     previous_attempts: int,
     previous_dispute_status: str | None = None,
+    previous_error: tuple[str, str] = ("", ""),
     repaid: bool = False,
     **_: Any,
 ) -> None:
@@ -23,5 +24,6 @@ def _invoice_changed(
         previous_status=previous_status,
         previous_attempts=previous_attempts,
         previous_dispute_status=previous_dispute_status,
+        previous_error=previous_error,
         repaid=repaid,
     )

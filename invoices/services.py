@@ -185,6 +185,7 @@ def invoice_sync(
     if incoming < stored:
         return local
     previous_status, previous_attempts = local.status, local.attempt_count
+    previous_error = (local.payment_error_code, local.payment_decline_code)
     fields.update(_failure_fields(local, invoice, observed_at))
     for name, value in fields.items():
         setattr(local, name, value)
@@ -195,6 +196,7 @@ def invoice_sync(
         invoice=local,
         previous_status=previous_status,
         previous_attempts=previous_attempts,
+        previous_error=previous_error,
     )
     return local
 

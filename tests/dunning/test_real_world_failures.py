@@ -85,6 +85,8 @@ def test_a_renewal_on_a_lost_card_starts_grace_without_a_second_attempt(
         traveller.move_to(FIRST_ATTEMPT + timedelta(days=1, minutes=1))
         step(engine.tick)
         assert charges_failed() == 1
+        assert renewal_invoice().attempt_count == 2  # counted by the gateway, not made
+        assert subjects() == [f"Payment failed for Acme Robotics: invoice {invoice.number}"]
         # Paying with a new card restores it at once.
         card_use(customer, GOOD)
         response = step(
