@@ -550,3 +550,46 @@ def test_every_checkout_session_used_for_authentication_is_one_session() -> None
         answer = Client().post(session.url, card_form(AUTHENTICATION))
         assert "/sandbox/authenticate/" in answer["Location"]
     assert SandboxCheckoutSession.objects.get().payment_intent in answer["Location"]
+
+
+@pytest.mark.parametrize("payment_id", ["pi_%00x", "x" * 5000, "pi_1Kb' OR 1=1 --"])
+def test_the_authentication_page_answers_absurd_ids_without_a_500(payment_id: str) -> None:
+    assert Client().get(f"/sandbox/authenticate/{payment_id}/").status_code in (404, 410)
+    assert Client().post(
+        f"/sandbox/authenticate/{payment_id}/", {"outcome": "complete"}
+    ).status_code in (
+        404,
+        410,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_32_answers_to_one_authentication_pay_once() -> None:
+    import threading
+
+    from django.db import connection
+
+    record = customer(AUTHENTICATION)
+    result = charge(record)
+    assert result.failure is not None
+    url = result.failure.action_url
+    barrier = threading.Barrier(32)
+    codes: list[int] = []
+
+    def answer() -> None:
+        try:
+            barrier.wait()
+            codes.append(Client().post(url, {"outcome": "complete"}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 500 not in codes
+    assert codes.count(302) >= 1
+    invoice = SandboxInvoice.objects.get()
+    assert (invoice.status, invoice.attempt_count) == ("paid", 1)
+    assert SandboxEvent.objects.filter(type="invoice.paid").count() == 1
