@@ -32,9 +32,18 @@ serve: bootstrap
 	$(BIN)/gunicorn --config config/gunicorn.py config.wsgi
 
 # pytest exits 5 when it collects no test; that is a failure here, never a green run.
+# The whole suite runs once as is; then the purchase, seat and lifecycle suites run again with the
+# sandbox's events shuffled within each action, as Stripe may send them (SANDBOX_SHUFFLE_EVENTS),
+# with a seed printed so that a failure can be replayed: `make test SHUFFLE_SEED=<seed>`.
+SHUFFLED_SUITES := tests/credits tests/seats tests/dunning
+SHUFFLE_SEED ?= $(shell date +%s)
 test: bootstrap
 	$(BIN)/python -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
+	if [ $$status -ne 0 ] || [ -n "$(PYTEST_ARGS)" ]; then exit $$status; fi; \
+	echo "Again with shuffled events: SANDBOX_SHUFFLE_SEED=$(SHUFFLE_SEED) $(SHUFFLED_SUITES)"; \
+	SANDBOX_SHUFFLE_EVENTS=1 SANDBOX_SHUFFLE_SEED=$(SHUFFLE_SEED) \
+		$(BIN)/python -m pytest --create-db -q $(SHUFFLED_SUITES)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

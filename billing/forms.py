@@ -1,6 +1,9 @@
+from typing import Any
+
 from django import forms
 
 from billing.models import BillingProfile
+from payments.tax_ids import TaxIdInvalid, tax_id_for
 
 
 class BillingDetailsForm(forms.ModelForm):
@@ -33,7 +36,8 @@ class BillingDetailsForm(forms.ModelForm):
         help_texts = {
             "billing_email": "Invoices and receipts go here; empty: the owner's email.",
             "country": "Two letters, ISO 3166, e.g. DE or US.",
-            "tax_id": "EU VAT number, e.g. DE123456789; shown on invoices.",
+            "tax_id": "With its country's prefix where it has one, e.g. DE123456789, "
+            "GB123456789, CHE-123.456.789 MWST or (US EIN) 12-3456789; shown on invoices.",
         }
 
     def clean_country(self) -> str:
@@ -43,7 +47,17 @@ class BillingDetailsForm(forms.ModelForm):
         return country
 
     def clean_tax_id(self) -> str:
-        tax_id: str = self.cleaned_data["tax_id"].replace(" ", "").upper()
-        if tax_id and not tax_id.isalnum():
-            raise forms.ValidationError("Use letters and digits only, e.g. DE123456789.")
+        tax_id: str = " ".join(self.cleaned_data["tax_id"].split()).upper()
         return tax_id
+
+    def clean(self) -> dict[str, Any]:
+        """A tax ID is checked against its country's kinds of tax ID (Stripe's tax_id_type) and
+        kept in the form Stripe expects."""
+        cleaned = super().clean() or {}
+        tax_id, country = cleaned.get("tax_id"), cleaned.get("country", "")
+        if tax_id and "country" not in self.errors:
+            try:
+                cleaned["tax_id"] = tax_id_for(country=country, value=tax_id).value
+            except TaxIdInvalid as invalid:
+                self.add_error("tax_id", invalid.message)
+        return cleaned

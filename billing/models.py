@@ -34,6 +34,9 @@ class BillingProfile(models.Model):
     state = models.CharField(max_length=100, blank=True)
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 code, e.g. DE")
     tax_id = models.CharField(max_length=40, blank=True)
+    # The one currency the payer is charged in, fixed by the first charge: Stripe refuses two
+    # subscriptions in different currencies on one customer, and mixing confuses the invoices.
+    currency = models.CharField(max_length=3, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,13 +1,19 @@
 """Who pays: billing profiles, their gateway customers and the details that appear on invoices."""
 
+import logging
+
 from django.db import transaction
 
 from accounts.models import User
+from billing.exceptions import CurrencyMismatch
 from billing.models import BillingProfile
 from organizations.models import Organization
 from organizations.roles import Role
 from organizations.services import audit_record
 from payments.gateway import Address, CustomerDetails, get_gateway
+from payments.tax_ids import TaxIdInvalid, tax_id_for
+
+logger = logging.getLogger(__name__)
 
 
 def billing_profile_for(
@@ -46,7 +52,34 @@ def customer_details(profile: BillingProfile) -> CustomerDetails:
             state=profile.state,
             country=profile.country,
         )
-    return CustomerDetails(name=name, email=email, address=address, tax_id=profile.tax_id)
+    tax_id, tax_id_type = "", ""
+    if profile.tax_id:
+        try:
+            matched = tax_id_for(country=profile.country, value=profile.tax_id)
+        except TaxIdInvalid:
+            # Saved before tax IDs were checked per country: left off the gateway customer (the
+            # billing details page asks for it again) rather than blocking every charge.
+            logger.warning(
+                "billing profile %s: tax ID does not fit %r", profile.pk, profile.country
+            )
+        else:
+            tax_id, tax_id_type = matched.value, matched.type
+    return CustomerDetails(
+        name=name, email=email, address=address, tax_id=tax_id, tax_id_type=tax_id_type
+    )
+
+
+def billing_currency_lock(*, profile: BillingProfile, currency: str) -> None:
+    """Charge this payer in `currency` from now on, or refuse (CurrencyMismatch) if it already
+    pays in another: one currency per customer."""
+    currency = currency.lower()
+    if profile.currency == currency:
+        return
+    with transaction.atomic():
+        BillingProfile.objects.filter(pk=profile.pk, currency="").update(currency=currency)
+    profile.refresh_from_db(fields=["currency"])
+    if profile.currency != currency:
+        raise CurrencyMismatch(current=profile.currency, asked=currency)
 
 
 def gateway_customer_ensure(profile: BillingProfile) -> str:

@@ -244,6 +244,18 @@ if not DEBUG and not STRIPE_WEBHOOK_SECRET:
 BILLING_GRACE_PERIOD = env_duration("BILLING_GRACE_PERIOD", timedelta(days=3))
 BILLING_RETENTION_PERIOD = env_duration("BILLING_RETENTION_PERIOD", timedelta(days=30))
 BILLING_FAILED_ATTEMPTS_BEFORE_GRACE = env.int("BILLING_FAILED_ATTEMPTS_BEFORE_GRACE", default=2)
+# An unpaid seat invoice starts grace after this long overdue, whatever else (DESIGN.md).
+BILLING_OVERDUE_DAYS_BEFORE_GRACE = 7
+
+# The sandbox gateway. Stripe sends one action's events in no guaranteed order: with
+# SANDBOX_SHUFFLE_EVENTS the sandbox shuffles them too (SANDBOX_SHUFFLE_SEED makes a run
+# repeatable). SANDBOX_END_OF_RETRIES is the Stripe dashboard's "if all retries for a payment
+# fail" setting: unpaid (what the README asks operators to choose), cancel or past_due.
+SANDBOX_SHUFFLE_EVENTS = env.bool("SANDBOX_SHUFFLE_EVENTS", default=False)
+SANDBOX_SHUFFLE_SEED = env.int("SANDBOX_SHUFFLE_SEED", default=None)
+SANDBOX_END_OF_RETRIES = env.str("SANDBOX_END_OF_RETRIES", default="unpaid")
+if SANDBOX_END_OF_RETRIES not in ("unpaid", "cancel", "past_due"):
+    raise ImproperlyConfigured("SANDBOX_END_OF_RETRIES: use unpaid, cancel or past_due.")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True

@@ -4,6 +4,7 @@ from uuid import UUID
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import URLPattern, path, reverse
@@ -11,7 +12,8 @@ from django.utils.html import format_html
 
 from billing.templatetags.money import cents as cents_filter
 from billing.templatetags.money import microdollars as microdollars_filter
-from credits.exceptions import GrantRefused
+from credits.exceptions import GrantRefused, RefundRefused
+from credits.forms import dollars_field
 from credits.models import (
     ApiToken,
     CreditAccount,
@@ -19,16 +21,21 @@ from credits.models import (
     LedgerEntry,
     ModelPrice,
     Purchase,
+    PurchaseReversal,
     UsageRecord,
 )
 from credits.money import MoneyError, cents_to_microdollars, parse_dollars
 from credits.services import (
     GRANT_CONFIRMED_MAX,
     GRANT_PLAIN_MAX,
+    REFUND_REASONS,
     account_for,
     credits_grant,
+    purchase_refund,
+    purchase_refund_terms,
 )
 from organizations.models import Organization
+from payments.gateway import GatewayError
 
 
 def _dollars(microdollars: int | None) -> str:
@@ -73,20 +80,61 @@ class ReadOnly(admin.ModelAdmin):
         return False
 
 
+class DisputedFilter(admin.SimpleListFilter):
+    """Accounts whose purchases were charged back: a dispute still open, or lost."""
+
+    title = "disputes"
+    parameter_name = "disputed"
+    OPEN = ("needs_response", "under_review", "appeal_needs_response", "appeal_under_review")
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("open", "A dispute open"),
+            ("lost", "A dispute lost"),
+            ("any", "Ever disputed"),
+            ("owes", "Owes money"),
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[CreditAccount]
+    ) -> QuerySet[CreditAccount]:
+        disputes = PurchaseReversal.objects.filter(
+            kind=PurchaseReversal.Kind.DISPUTE, purchase__account=OuterRef("pk")
+        )
+        value = self.value()
+        if value == "open":
+            return queryset.filter(Exists(disputes.filter(status__in=self.OPEN)))
+        if value == "lost":
+            return queryset.filter(Exists(disputes.filter(status="lost")))
+        if value == "any":
+            return queryset.filter(Exists(disputes))
+        if value == "owes":
+            return queryset.filter(owed__gt=0)
+        return queryset
+
+
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnly):
-    """Read-only: money moves only through grants and adjustments (with a reason, into the
-    ledger), never by editing a balance."""
+    """Read-only: money moves only through grants, adjustments and refunds (with a reason, into
+    the ledger), never by editing a balance."""
 
-    list_display = ("pk", "organization", "user", "balance_dollars", "auto_topup_enabled")
+    list_display = (
+        "pk",
+        "organization",
+        "user",
+        "balance_dollars",
+        "owed_dollars",
+        "auto_topup_enabled",
+    )
     search_fields = ("organization__name", "user__email", "organization__memberships__user__email")
-    list_filter = ("auto_topup_enabled",)
+    list_filter = (DisputedFilter, "auto_topup_enabled")
     list_select_related = ("organization", "user")
     fields = (
         "organization",
         "user",
         "balance_dollars",
         "held_dollars",
+        "owed_dollars",
         "grant_link",
         "created_at",
         "auto_topup_enabled",
@@ -101,6 +149,10 @@ class CreditAccountAdmin(ReadOnly):
     @admin.display(description="Balance")
     def balance_dollars(self, obj: CreditAccount) -> str:
         return _dollars(obj.balance)
+
+    @admin.display(description="Owes (refunded or charged back beyond the balance)")
+    def owed_dollars(self, obj: CreditAccount) -> str:
+        return _dollars(obj.owed)
 
     @admin.display(description="Held by requests in progress")
     def held_dollars(self, obj: CreditAccount) -> str:
@@ -244,16 +296,158 @@ class UsageRecordAdmin(ReadOnly):
     date_hierarchy = "created_at"
 
 
+REFUND_MAX_DOLLARS = 1_000_000
+
+
+class RefundForm(forms.Form):
+    amount = forms.CharField(label="Amount to refund (USD)", max_length=20)
+    reason = forms.ChoiceField(choices=list(REFUND_REASONS.items()))
+    note = forms.CharField(
+        label="Why (goes to the ledger, the audit log and the gateway)",
+        max_length=300,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    beyond_unspent = forms.BooleanField(
+        required=False,
+        label="Refund more than the unspent part: the account will owe the difference",
+    )
+    key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def clean_amount(self) -> int:
+        return dollars_field(
+            self.cleaned_data["amount"], field="amount", max_dollars=REFUND_MAX_DOLLARS
+        )
+
+
+class ReversalInline(admin.TabularInline):
+    model = PurchaseReversal
+    fields = ("created_at", "kind", "gateway_id", "amount_cents", "status", "reason", "actor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnly):
-    list_display = ("created_at", "account", "kind", "amount", "status", "gateway_invoice_id")
+    list_display = (
+        "created_at",
+        "account",
+        "kind",
+        "amount",
+        "status",
+        "invoice_number",
+        "refund_link",
+    )
     list_filter = ("status", "kind")
-    search_fields = ("gateway_invoice_id", "checkout_session_id", "idempotency_key")
+    search_fields = (
+        "gateway_invoice_id",
+        "invoice_number",
+        "checkout_session_id",
+        "idempotency_key",
+    )
     list_select_related = ("account",)
+    inlines = (ReversalInline,)
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Purchase) -> str:
         return cents_filter(obj.amount_cents)
+
+    @admin.display(description="Refund")
+    def refund_link(self, obj: Purchase) -> str:
+        if obj.status != Purchase.Status.PAID:
+            return ""
+        url = reverse("admin:credits_purchase_refund", args=[obj.pk])
+        return format_html('<a href="{}">Refund…</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        refund = path(
+            "<int:purchase_id>/refund/",
+            self.admin_site.admin_view(self.refund_view),
+            name="credits_purchase_refund",
+        )
+        return [refund, *super().get_urls()]
+
+    def refund_view(self, request: HttpRequest, purchase_id: int) -> HttpResponse:
+        """Staff refund, full or partial, with a reason, after a confirmation page that states
+        what goes back to the card and what the balance becomes."""
+        if not request.user.has_perm("credits.change_creditaccount"):
+            messages.error(request, "Refunds need the permission to change credit accounts.")
+            return redirect(reverse("admin:credits_purchase_changelist"))
+        purchase = get_object_or_404(
+            Purchase.objects.select_related("account__organization", "account__user"),
+            pk=purchase_id,
+        )
+        terms = purchase_refund_terms(purchase=purchase)
+        initial = {
+            "amount": f"{terms.unspent / 100:.2f}",
+            "reason": "requested_by_customer",
+            "key": uuid.uuid4(),
+        }
+        form = RefundForm(request.POST or None, initial=initial)
+        confirming = False
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            if "confirm" in request.POST:
+                try:
+                    refund = purchase_refund(
+                        actor=request.user,  # type: ignore[arg-type]
+                        purchase=purchase,
+                        amount_cents=data["amount"],
+                        reason=data["reason"],
+                        note=data["note"],
+                        idempotency_key=str(data["key"]),
+                        beyond_unspent=data["beyond_unspent"],
+                    )
+                except (RefundRefused, GatewayError) as refused:
+                    form.add_error(None, getattr(refused, "message", str(refused)))
+                else:
+                    messages.success(
+                        request,
+                        f"Refunded {cents_filter(refund.amount)} of purchase {purchase.pk}"
+                        f" ({refund.id}).",
+                    )
+                    return redirect(reverse("admin:credits_purchase_change", args=[purchase.pk]))
+            elif data["amount"] > terms.refundable:
+                form.add_error(
+                    "amount", f"At most {cents_filter(terms.refundable)} can still be refunded."
+                )
+            elif data["amount"] > terms.unspent and not data["beyond_unspent"]:
+                form.add_error(
+                    "amount",
+                    f"Only {cents_filter(terms.unspent)} is unspent;"
+                    " tick the box below to refund more.",
+                )
+            else:
+                confirming = True
+        account = purchase.account
+        amount = form.cleaned_data.get("amount", 0) if confirming else 0
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund purchase {purchase.pk}",
+            "purchase": purchase,
+            "account": account,
+            "terms": terms,
+            "form": form,
+            "confirming": confirming,
+            "amount_cents": amount,
+            "balance_after": account.balance - amount * 10_000,
+            "reason_label": REFUND_REASONS.get(form.cleaned_data.get("reason", ""), "")
+            if confirming
+            else "",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/credits/refund.html", context, status=200)
+
+
+@admin.register(PurchaseReversal)
+class PurchaseReversalAdmin(ReadOnly):
+    list_display = ("created_at", "purchase", "kind", "gateway_id", "amount_cents", "status")
+    list_filter = ("kind", "status")
+    search_fields = ("gateway_id", "purchase__invoice_number", "purchase__gateway_invoice_id")
+    list_select_related = ("purchase",)
 
 
 @admin.register(Hold)

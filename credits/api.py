@@ -18,6 +18,7 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 from pydantic_core import to_jsonable_python
 
+from billing.templatetags.money import microdollars
 from credits import selectors, services
 from credits.exceptions import (
     DailyLimitReached,
@@ -700,7 +701,7 @@ def _problem_of(refusal: Exception, context: SpendContext) -> Exception:
         InsufficientBalance: lambda _: ApiProblem(
             402,
             "insufficient_balance",
-            message="Not enough credits available for this request.",
+            message=_insufficient_message(context),
             buyCreditsUrl=buy_credits_url_for(organization_id=context.organization_id),
         ),
         RequestIdConflict: lambda conflict: ApiProblem(
@@ -721,6 +722,19 @@ def _problem_of(refusal: Exception, context: SpendContext) -> Exception:
         if isinstance(refusal, kind):
             return answer(refusal)
     return refusal
+
+
+def _insufficient_message(context: SpendContext) -> str:
+    owed = (
+        CreditAccount.objects.filter(pk=_account_id(context)).values_list("owed", flat=True).first()
+    )
+    if owed:
+        # After a refund or chargeback took back credits that were spent.
+        return (
+            f"This account owes {microdollars(owed)} after a refund or chargeback; "
+            "buy credits to pay it back and use the API again."
+        )
+    return "Not enough credits available for this request."
 
 
 @api.get(

@@ -15,6 +15,14 @@ class PurchaseDeclined(Exception):
         self.message = message
 
 
+class RefundRefused(Exception):
+    """Staff asked for a refund that cannot be made; `message` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class UnknownModel(Exception):
     """No list price for this provider and model: nothing can be charged for it."""
 

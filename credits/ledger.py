@@ -1,7 +1,11 @@
 """The ledger: the only code that moves credits. Each movement is one ledger row and one
 conditional balance update in a single transaction, once per key in its namespace (the entry's
 `source`): a retry finds the first entry and moves nothing, and a key that names a different
-operation is refused loudly (LedgerKeyConflict), never taken as "already done"."""
+operation is refused loudly (LedgerKeyConflict), never taken as "already done".
+
+The floor is zero for everything but refunds and chargebacks: those take the whole amount back
+even when it was spent, and the account then owes the difference (`CreditAccount.owed`, raised in
+the same UPDATE; the check constraint lets the balance go down to −owed and no further)."""
 
 import logging
 from dataclasses import dataclass
@@ -10,7 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import User
@@ -31,6 +36,8 @@ from credits.models import CreditAccount, Hold, LedgerEntry, SpendCounter, Usage
 logger = logging.getLogger(__name__)
 
 Source = LedgerEntry.Source
+# The namespaces whose entries may take the balance below zero (money that went back to the card).
+CLAWBACK_SOURCES = frozenset({Source.REFUND, Source.DISPUTE})
 
 
 def _same_entry(account_id: int, source: str, key: str) -> LedgerEntry | None:
@@ -65,9 +72,16 @@ def ledger_credit(
     actor: User | None = None,
     reason: str = "",
 ) -> tuple[LedgerEntry, bool]:
-    """Add (or, for adjustments, remove) money once per (source, key); never below zero.
-    Returns (entry, created); a repeat of the same operation (same kind and amount) returns the
-    first entry and moves nothing; a different operation under the key raises."""
+    """Add (or, for adjustments, remove) money once per (source, key); never below zero, except
+    in the refund and dispute namespaces, whose debits go through whatever the balance and leave
+    the account owing the rest. Returns (entry, created); a repeat of the same operation (same
+    kind and amount) returns the first entry and moves nothing; a different operation under the
+    key raises."""
+    accounts = CreditAccount.objects.filter(pk=account_id)
+    if amount < 0 and source not in CLAWBACK_SOURCES:
+        # Never below what requests in progress hold (balance - held >= 0 after it). Money in is
+        # never refused, even while the account owes more than it brings.
+        accounts = accounts.filter(balance__gte=F("held") - amount)
     try:
         with transaction.atomic():
             entry = LedgerEntry.objects.create(
@@ -79,8 +93,11 @@ def ledger_credit(
                 actor=actor,
                 reason=reason,
             )
-            updated = CreditAccount.objects.filter(pk=account_id, balance__gte=-amount).update(
-                balance=F("balance") + amount
+            # `owed` follows the balance below zero in this one statement (read with the old
+            # values): any other path that took the balance below zero would break the check.
+            updated = accounts.update(
+                balance=F("balance") + amount,
+                owed=Greatest(Value(0), -(F("balance") + amount)),
             )
             if not updated:
                 raise InsufficientBalance

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from organizations.models import Organization
@@ -13,7 +13,10 @@ MICRODOLLARS_PER_DOLLAR = 1_000_000
 
 class CreditAccount(models.Model):
     """One per organization and one per user. `balance` is a cache of sum(ledger), updated in the
-    same transaction as every ledger row; the check constraint is the floor."""
+    same transaction as every ledger row. The floor is 0, except for what the account owes after
+    a refund or a chargeback took back credits it had spent: `owed`, raised by the same UPDATE
+    that posts the refund or dispute entry, is how far below zero the check constraint lets the
+    balance go (DESIGN.md, "Money"; docs/decisions.md)."""
 
     organization = models.OneToOneField(
         Organization,
@@ -33,6 +36,10 @@ class CreditAccount(models.Model):
     # Reserved by active holds (streaming requests in progress), kept in the same statements as
     # the holds. What may be spent is balance - held; nothing may take that below zero.
     held = models.BigIntegerField(default=0)
+    owed = models.BigIntegerField(
+        default=0,
+        help_text="Microdollars the account owes after refunds or chargebacks (−balance, or 0).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     # Auto top-up: when a debit leaves the balance under the threshold, charge the saved card.
@@ -53,8 +60,11 @@ class CreditAccount(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(balance__gte=0), name="credit_balance_not_negative"),
             models.CheckConstraint(condition=Q(held__gte=0), name="credit_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(balance__gte=-F("owed")), name="credit_balance_above_floor"
+            ),
+            models.CheckConstraint(condition=Q(owed__gte=0), name="credit_owed_not_negative"),
             models.CheckConstraint(
                 condition=~Q(organization__isnull=False, user__isnull=False),
                 name="credit_account_one_holder",
@@ -78,6 +88,7 @@ class LedgerEntry(models.Model):
         GRANT = "grant"
         USAGE = "usage"
         REFUND = "refund"
+        DISPUTE = "dispute"
         ADJUSTMENT = "adjustment"
         EXPIRY = "expiry"
 
@@ -253,7 +264,14 @@ class Purchase(models.Model):
     invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     checkout_session_id = models.CharField(max_length=120, blank=True)
+    # The payment of a Checkout purchase: how its refunds and disputes find it, whether or not
+    # the gateway links that payment to the invoice Checkout created.
+    payment_intent_id = models.CharField(max_length=80, blank=True, db_index=True)
     failure_message = models.CharField(max_length=300, blank=True)
+    # Where the payer confirms the payment with their bank (3-D Secure) while it waits on them.
+    action_url = models.URLField(max_length=1000, blank=True)
+    # Of the credits bought, how many paid back what the account owed (after a chargeback).
+    debt_paid = models.BigIntegerField(default=0, help_text="Microdollars")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -281,6 +299,42 @@ class Purchase(models.Model):
     @property
     def amount_microdollars(self) -> int:
         return self.amount_cents * MICRODOLLARS_PER_CENT
+
+    @property
+    def awaiting_authentication(self) -> bool:
+        return self.status == self.Status.PENDING and bool(self.action_url)
+
+
+class PurchaseReversal(models.Model):
+    """Money of a purchase that went back to the card: a refund (staff's, or from the gateway's
+    dashboard) or a cardholder's dispute, as the gateway last told it. The credits it took back
+    (and gave back, for a dispute won or a refund that failed) are ledger entries keyed by the
+    gateway's id in the `refund` and `dispute` namespaces."""
+
+    class Kind(models.TextChoices):
+        REFUND = "refund"
+        DISPUTE = "dispute"
+
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="reversals")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    gateway_id = models.CharField(max_length=80)
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=40, help_text="The gateway's: succeeded, lost, won, …")
+    reason = models.CharField(max_length=300, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "gateway_id"], name="reversal_once"),
+        ]
+        indexes = [models.Index(fields=["purchase", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.gateway_id} ({self.status})"
 
 
 class ModelPrice(models.Model):

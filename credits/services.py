@@ -9,22 +9,25 @@ from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from billing.exceptions import CurrencyMismatch
 from billing.models import BillingProfile
 from billing.notify import email_after_commit
 from billing.selectors import billing_contacts, billing_email
-from billing.services import billing_profile_for, gateway_customer_ensure
+from billing.services import billing_currency_lock, billing_profile_for, gateway_customer_ensure
+from billing.templatetags.money import cents, microdollars
 from credits.exceptions import (
     GrantRefused,
     HoldNotFound,
     InsufficientBalance,
     LedgerKeyConflict,
     PurchaseDeclined,
+    RefundRefused,
     UnknownModel,
 )
 from credits.ledger import (
@@ -41,6 +44,7 @@ from credits.ledger import (
 from credits.ledger import hold_free as ledger_hold_free
 from credits.ledger import holds_expire as ledger_holds_expire
 from credits.models import (
+    MICRODOLLARS_PER_CENT,
     ApiToken,
     CreditAccount,
     Hold,
@@ -48,6 +52,7 @@ from credits.models import (
     MemberBudget,
     ModelPrice,
     Purchase,
+    PurchaseReversal,
     SpendCounter,
     UsageRecord,
 )
@@ -56,7 +61,7 @@ from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
 from credits.spend import SpendContext, price_on
 from organizations.models import Organization
 from organizations.services import audit_record
-from payments.gateway import GatewayError, Invoice, get_gateway
+from payments.gateway import Dispute, GatewayError, Invoice, Refund, get_gateway
 from payments.queue import enqueue_after_commit
 from payments.signals import invoice_fetched
 
@@ -68,6 +73,11 @@ GRANT_CONFIRMED_MAX = 10_000_000 * 1_000_000
 
 # A top-up that started this long ago and never finished (a worker died) may be tried again.
 AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
+# A top-up whose payment waits for the payer to authenticate blocks the next one this long; then
+# it is given up (its invoice voided) and the next top-up asks again.
+AUTO_TOPUP_AUTHENTICATION_WAIT = timedelta(hours=24)
+# Credits are priced in US dollars (microdollars): purchases are charged in USD.
+CREDITS_CURRENCY = "usd"
 
 
 def account_for(
@@ -401,6 +411,11 @@ class PurchaseStart:
     purchase: Purchase
     checkout_url: str = ""  # set when the buyer must enter a card at Checkout
 
+    @property
+    def action_url(self) -> str:
+        """Where the buyer confirms the payment with their bank (3-D Secure), if it waits."""
+        return self.purchase.action_url if self.purchase.awaiting_authentication else ""
+
 
 def _purchase_metadata(purchase: Purchase) -> dict[str, str]:
     account = purchase.account
@@ -433,6 +448,11 @@ def credits_purchase(
     """Buy credits. With a saved card the charge happens now, as an invoice paid off-session,
     and the credits are added in this call; without one the buyer goes to Checkout.
     A decline raises PurchaseDeclined and adds nothing. The same key never charges twice."""
+    profile = _billing_profile(account)
+    try:
+        billing_currency_lock(profile=profile, currency=CREDITS_CURRENCY)
+    except CurrencyMismatch as mismatch:
+        raise PurchaseDeclined(mismatch.message) from None
     purchase, created = Purchase.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={"account": account, "amount_cents": amount_cents, "created_by": actor},
@@ -444,13 +464,15 @@ def credits_purchase(
     customer_id = _customer_id(account)
     gateway = get_gateway()
     card = gateway.payment_method_default(customer_id=customer_id)
+    page_url = success_url.replace("{PURCHASE_ID}", str(purchase.pk))
     if card is None:
         session = gateway.checkout_payment(
             customer_id=customer_id,
             amount=amount_cents,
+            currency=CREDITS_CURRENCY,
             description=_description(purchase),
             metadata=_purchase_metadata(purchase),
-            success_url=success_url.replace("{PURCHASE_ID}", str(purchase.pk)),
+            success_url=page_url,
             cancel_url=cancel_url,
             idempotency_key=f"purchase-{purchase.pk}-checkout",
         )
@@ -464,7 +486,7 @@ def credits_purchase(
         )
         purchase.refresh_from_db()
         return PurchaseStart(purchase=purchase, checkout_url=session.url)
-    _charge(purchase, customer_id=customer_id, actor=actor)
+    _charge(purchase, customer_id=customer_id, actor=actor, return_url=page_url)
     purchase.refresh_from_db()
     return _purchase_outcome(purchase)
 
@@ -478,14 +500,18 @@ def _purchase_outcome(purchase: Purchase) -> PurchaseStart:
     return PurchaseStart(purchase=purchase)
 
 
-def _charge(purchase: Purchase, *, customer_id: str, actor: User | None) -> None:
+def _charge(
+    purchase: Purchase, *, customer_id: str, actor: User | None, return_url: str = ""
+) -> None:
     try:
         charge = get_gateway().charge(
             customer_id=customer_id,
             amount=purchase.amount_cents,
+            currency=CREDITS_CURRENCY,
             description=_description(purchase),
             metadata=_purchase_metadata(purchase),
             idempotency_key=f"purchase-{purchase.pk}",
+            return_url=return_url,
         )
     except GatewayError as error:
         _purchase_fail(purchase, message=str(error), actor=actor)
@@ -495,9 +521,62 @@ def _charge(purchase: Purchase, *, customer_id: str, actor: User | None) -> None
     invoice_fetched.send(sender=Purchase, invoice=charge.invoice)
     if charge.paid:
         purchase_mark_paid(purchase_id=purchase.pk, invoice_id=charge.invoice.id)
-    else:
-        assert charge.failure is not None
-        _purchase_fail(purchase, message=charge.failure.message, actor=actor)
+        return
+    failure = charge.failure
+    assert failure is not None
+    if failure.needs_authentication:
+        # Not a decline: the payment completes when the payer confirms it with their bank.
+        _purchase_await_authentication(
+            purchase, url=failure.action_url or charge.invoice.hosted_invoice_url, actor=actor
+        )
+        return
+    _purchase_fail(purchase, message=failure.message, actor=actor)
+    _invoice_void_quietly(charge.invoice.id)
+
+
+def _invoice_void_quietly(invoice_id: str) -> None:
+    """A declined one-off invoice is voided, so that it does not stay open (and payable, for
+    credits nobody would get) forever. If the gateway does not answer, it stays open: harmless,
+    the purchase is failed and a late payment would still credit it."""
+    try:
+        voided = get_gateway().invoice_void(invoice_id=invoice_id)
+    except GatewayError:
+        logger.warning("could not void the declined invoice %s", invoice_id, exc_info=True)
+        return
+    invoice_fetched.send(sender=Purchase, invoice=voided)
+
+
+def _purchase_await_authentication(purchase: Purchase, *, url: str, actor: User | None) -> None:
+    with transaction.atomic():
+        waiting = Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+            action_url=url[:1000]
+        )
+        if not waiting:
+            return
+        audit_record(
+            organization=purchase.account.organization,
+            actor=actor,
+            action=f"{purchase.kind}.authentication_required",
+            target=f"purchase {purchase.pk}",
+            amount_cents=purchase.amount_cents,
+        )
+
+
+def purchase_refresh(*, purchase: Purchase) -> bool:
+    """Ask the gateway about a purchase still pending (back from Checkout or from the bank's
+    authentication page), so that the credits show at once. True when it credits now."""
+    if purchase.status != Purchase.Status.PENDING:
+        return False
+    if purchase.checkout_session_id:
+        return purchase_confirm_checkout(purchase=purchase)
+    if not purchase.gateway_invoice_id:
+        return False
+    invoice = get_gateway().invoice_retrieve(invoice_id=purchase.gateway_invoice_id)
+    if invoice.paid:
+        return purchase_mark_paid(purchase_id=purchase.pk, invoice_id=invoice.id)
+    if invoice.status == "void":
+        _purchase_fail(purchase, message="The payment was not completed.", actor=None)
+    return False
 
 
 def purchase_invoice_record(*, purchase_id: int, invoice: Invoice) -> None:
@@ -513,7 +592,7 @@ def purchase_invoice_record(*, purchase_id: int, invoice: Invoice) -> None:
 def _purchase_fail(purchase: Purchase, *, message: str, actor: User | None) -> None:
     with transaction.atomic():
         Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
-            status=Purchase.Status.FAILED, failure_message=message[:300]
+            status=Purchase.Status.FAILED, failure_message=message[:300], action_url=""
         )
         audit_record(
             organization=purchase.account.organization,
@@ -537,12 +616,32 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
         )
         if purchase is None or purchase.status == Purchase.Status.PAID:
             return False
+        account = purchase.account
+        # The account's row, locked until commit: what it owed before this credit is exact.
+        balance = (
+            CreditAccount.objects.select_for_update()
+            .values_list("balance", flat=True)
+            .get(pk=account.pk)
+        )
+        purchase.debt_paid = min(purchase.amount_microdollars, max(0, -balance))
         purchase.status = Purchase.Status.PAID
         purchase.paid_at = timezone.now()
         purchase.failure_message = ""
+        purchase.action_url = ""
         purchase.gateway_invoice_id = purchase.gateway_invoice_id or invoice_id
-        purchase.save(update_fields=["status", "paid_at", "failure_message", "gateway_invoice_id"])
-        account = purchase.account
+        purchase.save(
+            update_fields=[
+                "status",
+                "paid_at",
+                "failure_message",
+                "action_url",
+                "gateway_invoice_id",
+                "debt_paid",
+            ]
+        )
+        reason = _description(purchase)
+        if purchase.debt_paid:
+            reason += f"; of which {microdollars(purchase.debt_paid)} paid what the account owed"
         ledger_credit(
             account_id=account.pk,
             amount=purchase.amount_microdollars,
@@ -554,7 +653,7 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
             ),
             key=str(purchase.pk),
             actor=purchase.created_by,
-            reason=_description(purchase),
+            reason=reason,
         )
         if purchase.kind == Purchase.Kind.AUTO_TOPUP:
             CreditAccount.objects.filter(pk=account.pk).update(auto_topup_started_at=None)
@@ -565,6 +664,7 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
             target=f"purchase {purchase.pk}",
             amount_cents=purchase.amount_cents,
             invoice=purchase.gateway_invoice_id,
+            debt_paid_microdollars=purchase.debt_paid,
         )
         account.refresh_from_db()
         email_after_commit(
@@ -584,14 +684,37 @@ def purchase_confirm_checkout(*, purchase: Purchase) -> bool:
     session = gateway.checkout_session_retrieve(session_id=purchase.checkout_session_id)
     if session.status != "complete" or session.payment_status != "paid":
         return False
+    # Checkout saved the card; make it the one later purchases and top-ups charge.
+    gateway.checkout_session_save_card(session_id=session.id)
+    purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=session.payment_intent)
     return purchase_mark_paid(purchase_id=purchase.pk, invoice_id=session.invoice)
+
+
+def purchase_checkout_payment_record(*, purchase_id: int, payment_intent: str) -> None:
+    if payment_intent:
+        Purchase.objects.filter(pk=purchase_id, payment_intent_id="").update(
+            payment_intent_id=payment_intent[:80]
+        )
 
 
 # Auto top-up
 
 
+def _awaiting_topup() -> Exists:
+    """An auto top-up of the account still waiting for the payer to authenticate it."""
+    return Exists(
+        Purchase.objects.filter(
+            account=OuterRef("pk"),
+            kind=Purchase.Kind.AUTO_TOPUP,
+            status=Purchase.Status.PENDING,
+            created_at__gte=timezone.now() - AUTO_TOPUP_AUTHENTICATION_WAIT,
+        ).exclude(action_url="")
+    )
+
+
 def _auto_topup_claim(account_id: int) -> None:
-    """Claim the account's one top-up slot; the claim is released when the top-up ends."""
+    """Claim the account's one top-up slot; the claim is released when the top-up ends. None is
+    claimed while a top-up waits for the payer's bank."""
     from credits import tasks
 
     now = timezone.now()
@@ -601,6 +724,7 @@ def _auto_topup_claim(account_id: int) -> None:
             Q(auto_topup_started_at__isnull=True)
             | Q(auto_topup_started_at__lt=now - AUTO_TOPUP_STALE_AFTER)
         )
+        .exclude(_awaiting_topup())
         .update(auto_topup_started_at=now)
     )
     if claimed:
@@ -638,16 +762,56 @@ def auto_topup_run(*, account_id: int) -> str:
             "amount_cents": account.auto_topup_amount_cents,
         },
     )
-    if purchase.status == Purchase.Status.PENDING:
+    if purchase.status == Purchase.Status.PENDING and not purchase.action_url:
         customer_id = _customer_id(account)
         if get_gateway().payment_method_default(customer_id=customer_id) is None:
             _purchase_fail(purchase, message="There is no saved card to charge.", actor=None)
         else:
             _charge(purchase, customer_id=customer_id, actor=None)
         purchase.refresh_from_db()
+        if purchase.awaiting_authentication:
+            _auto_topup_ask_authentication(account, purchase)
     if purchase.status == Purchase.Status.FAILED:
         _auto_topup_disable(account, purchase.failure_message)
-    return purchase.status
+    return "awaiting_authentication" if purchase.awaiting_authentication else purchase.status
+
+
+def _auto_topup_ask_authentication(account: CreditAccount, purchase: Purchase) -> None:
+    """An off-session top-up the bank wants the payer to confirm: not a failure (auto top-up
+    stays on); the payer gets the link, and no other top-up is tried meanwhile."""
+    invoice_url = purchase.invoice_url or purchase.action_url
+    with transaction.atomic():
+        CreditAccount.objects.filter(pk=account.pk).update(auto_topup_started_at=None)
+        email_after_commit(
+            recipients=_money_contacts(account),
+            subject=f"Confirm the auto top-up of {cents(purchase.amount_cents)} with your bank",
+            template="emails/credits_authentication_required.txt",
+            context={
+                "account": account,
+                "purchase": purchase,
+                "url": invoice_url,
+                "wait": AUTO_TOPUP_AUTHENTICATION_WAIT,
+            },
+        )
+
+
+def _auto_topups_expire() -> int:
+    """Top-ups that waited a day for the payer's bank are given up, their invoices voided; auto
+    top-up stays on and tries again (and asks again) when the balance is still low."""
+    expired = 0
+    stale = Purchase.objects.filter(
+        kind=Purchase.Kind.AUTO_TOPUP,
+        status=Purchase.Status.PENDING,
+        created_at__lt=timezone.now() - AUTO_TOPUP_AUTHENTICATION_WAIT,
+    ).exclude(action_url="")
+    for purchase in stale.select_related("account")[:500]:
+        if purchase.gateway_invoice_id:
+            _invoice_void_quietly(purchase.gateway_invoice_id)
+        _purchase_fail(
+            purchase, message="Not confirmed with the bank within a day; not charged.", actor=None
+        )
+        expired += 1
+    return expired
 
 
 def _auto_topup_disable(account: CreditAccount, reason: str) -> None:
@@ -671,13 +835,17 @@ def _auto_topup_disable(account: CreditAccount, reason: str) -> None:
 
 
 def auto_topup_sweep() -> int:
-    """Beat: accounts under their threshold with no top-up in flight (e.g. a queued task lost)."""
+    """Beat: accounts under their threshold with no top-up in flight (e.g. a queued task lost);
+    top-ups that waited too long for the payer's bank are given up first."""
+    _auto_topups_expire()
     now = timezone.now()
-    due = CreditAccount.objects.filter(
-        auto_topup_enabled=True, balance__lt=F("auto_topup_threshold")
-    ).filter(
-        Q(auto_topup_started_at__isnull=True)
-        | Q(auto_topup_started_at__lt=now - AUTO_TOPUP_STALE_AFTER)
+    due = (
+        CreditAccount.objects.filter(auto_topup_enabled=True, balance__lt=F("auto_topup_threshold"))
+        .filter(
+            Q(auto_topup_started_at__isnull=True)
+            | Q(auto_topup_started_at__lt=now - AUTO_TOPUP_STALE_AFTER)
+        )
+        .exclude(_awaiting_topup())
     )
     count = 0
     for account_id in due.values_list("pk", flat=True)[:500]:
@@ -788,6 +956,293 @@ def member_budget_set(
             target=user.email,
             monthly_limit_microdollars=monthly_limit,
         )
+
+
+# Refunds and disputes: money that went back to the card takes its credits back
+
+
+def purchase_for_payment(*, payment_intent: str) -> Purchase | None:
+    """The paid purchase a gateway payment (PaymentIntent) paid for, if it was a purchase."""
+    if not payment_intent:
+        return None
+    paid = Purchase.objects.select_related("account__organization", "account__user").filter(
+        status=Purchase.Status.PAID
+    )
+    if purchase := paid.filter(payment_intent_id=payment_intent).first():
+        return purchase
+    invoice_id = get_gateway().payment_invoice_id(payment_intent=payment_intent)
+    if invoice_id and (purchase := paid.filter(gateway_invoice_id=invoice_id).first()):
+        return purchase
+    return None
+
+
+def _reversal_locked(
+    purchase: Purchase, *, kind: str, gateway_id: str, amount_cents: int, status: str
+) -> tuple[PurchaseReversal, str]:
+    """The purchase's record of this refund or dispute, locked, updated to what the gateway says
+    now; with the status it had before ("" when new). Inside the caller's transaction."""
+    try:
+        with transaction.atomic():
+            reversal = PurchaseReversal.objects.create(
+                purchase=purchase,
+                kind=kind,
+                gateway_id=gateway_id,
+                amount_cents=amount_cents,
+                status=status,
+            )
+            return reversal, ""
+    except IntegrityError:
+        reversal = PurchaseReversal.objects.select_for_update().get(
+            kind=kind, gateway_id=gateway_id
+        )
+    previous = reversal.status
+    if (reversal.status, reversal.amount_cents) != (status, amount_cents):
+        reversal.status, reversal.amount_cents = status, amount_cents
+        reversal.updated_at = timezone.now()
+        reversal.save(update_fields=["status", "amount_cents", "updated_at"])
+    return reversal, previous
+
+
+def _reversal_tell(
+    purchase: Purchase, *, event: str, subject: str, amount_cents: int, actor: User | None
+) -> None:
+    account = CreditAccount.objects.select_related("organization", "user").get(
+        pk=purchase.account_id
+    )
+    audit_record(
+        organization=account.organization,
+        actor=actor,
+        action=f"credits.{event}",
+        target=f"purchase {purchase.pk}",
+        amount_cents=amount_cents,
+        invoice=purchase.invoice_number or purchase.gateway_invoice_id,
+        balance_microdollars=account.balance,
+    )
+    email_after_commit(
+        recipients=_money_contacts(account),
+        subject=subject,
+        template="emails/credits_reversal.txt",
+        context={
+            "event": event,
+            "purchase": purchase,
+            "account": account,
+            "amount_cents": amount_cents,
+            "buy_url": buy_credits_url(account),
+        },
+    )
+
+
+def purchase_refund_record(
+    *, purchase: Purchase, refund: Refund, actor: User | None = None
+) -> bool:
+    """Take a refund's credits back, once per refund id, even below zero (the account then owes
+    it); a refund that failed gives them back. From staff's refund and from the gateway's events
+    alike. True when this call took the credits back."""
+    amount = refund.amount * MICRODOLLARS_PER_CENT
+    what = f"refund of {cents(refund.amount)} of purchase {purchase.pk}"
+    if purchase.invoice_number:
+        what += f" (invoice {purchase.invoice_number})"
+    with transaction.atomic():
+        reversal, _ = _reversal_locked(
+            purchase,
+            kind=PurchaseReversal.Kind.REFUND,
+            gateway_id=refund.id,
+            amount_cents=refund.amount,
+            status=refund.status,
+        )
+        if actor is not None and reversal.actor_id is None:
+            PurchaseReversal.objects.filter(pk=reversal.pk).update(actor=actor)
+        if refund.takes_money_back:
+            _, created = ledger_credit(
+                account_id=purchase.account_id,
+                amount=-amount,
+                kind=LedgerEntry.Kind.REFUND,
+                source=LedgerEntry.Source.REFUND,
+                key=refund.id,
+                actor=actor,
+                reason=what[:1].upper() + what[1:],
+            )
+            if created:
+                _reversal_tell(
+                    purchase,
+                    event="refund",
+                    subject=f"Refund: {cents(refund.amount)} of credits taken back",
+                    amount_cents=refund.amount,
+                    actor=actor,
+                )
+            return created
+        took = LedgerEntry.objects.filter(
+            account_id=purchase.account_id,
+            source=LedgerEntry.Source.REFUND,
+            idempotency_key=refund.id,
+        ).exists()
+        if took:
+            _, created = ledger_credit(
+                account_id=purchase.account_id,
+                amount=amount,
+                kind=LedgerEntry.Kind.REFUND,
+                source=LedgerEntry.Source.REFUND,
+                key=f"{refund.id}:failed",
+                reason=f"The {what} {refund.status}: credits given back",
+            )
+            if created:
+                _reversal_tell(
+                    purchase,
+                    event="refund_failed",
+                    subject=f"A refund of {cents(refund.amount)} failed: credits given back",
+                    amount_cents=refund.amount,
+                    actor=None,
+                )
+    return False
+
+
+def purchase_dispute_record(*, purchase: Purchase, dispute: Dispute) -> None:
+    """A chargeback takes the disputed amount's credits back at once (even below zero); a
+    dispute won gives them back under its own key; one lost keeps them taken. Inquiries move
+    nothing. Keys are the dispute's id, so any order and any repeat of its events agree."""
+    amount = dispute.amount * MICRODOLLARS_PER_CENT
+    what = f"dispute of {cents(dispute.amount)} on purchase {purchase.pk}"
+    if purchase.invoice_number:
+        what += f" (invoice {purchase.invoice_number})"
+    with transaction.atomic():
+        _, previous = _reversal_locked(
+            purchase,
+            kind=PurchaseReversal.Kind.DISPUTE,
+            gateway_id=dispute.id,
+            amount_cents=dispute.amount,
+            status=dispute.status,
+        )
+        if not dispute.withdraws_funds:
+            return
+        _, opened = ledger_credit(
+            account_id=purchase.account_id,
+            amount=-amount,
+            kind=LedgerEntry.Kind.DISPUTE,
+            source=LedgerEntry.Source.DISPUTE,
+            key=dispute.id,
+            reason=f"Chargeback: {what}",
+        )
+        if opened:
+            _reversal_tell(
+                purchase,
+                event="dispute",
+                subject=f"A payment was disputed: {cents(dispute.amount)} of credits taken back",
+                amount_cents=dispute.amount,
+                actor=None,
+            )
+        if dispute.won:
+            _, won = ledger_credit(
+                account_id=purchase.account_id,
+                amount=amount,
+                kind=LedgerEntry.Kind.DISPUTE,
+                source=LedgerEntry.Source.DISPUTE,
+                key=f"{dispute.id}:won",
+                reason=f"Won the {what}: credits given back",
+            )
+            if won:
+                _reversal_tell(
+                    purchase,
+                    event="dispute_won",
+                    subject=f"Dispute won: {cents(dispute.amount)} of credits given back",
+                    amount_cents=dispute.amount,
+                    actor=None,
+                )
+        elif dispute.status == "lost" and previous != "lost":
+            _reversal_tell(
+                purchase,
+                event="dispute_lost",
+                subject=f"Dispute lost: {cents(dispute.amount)} of credits stay taken back",
+                amount_cents=dispute.amount,
+                actor=None,
+            )
+
+
+REFUND_REASONS = {
+    "requested_by_customer": "Requested by the customer",
+    "duplicate": "Duplicate payment",
+    "fraudulent": "Fraudulent (also blocks the card and email at the gateway)",
+}
+
+
+@dataclass(frozen=True)
+class RefundTerms:
+    """What a staff refund of a purchase may be, in cents."""
+
+    refundable: int  # what the gateway still holds of the payment
+    unspent: int  # of it, what the account has not spent (the default maximum)
+
+
+def purchase_refund_terms(*, purchase: Purchase) -> RefundTerms:
+    gone_back = {
+        PurchaseReversal.Kind.REFUND: lambda status: status not in ("failed", "canceled"),
+        PurchaseReversal.Kind.DISPUTE: lambda status: status != "won",
+    }
+    taken = sum(
+        reversal.amount_cents
+        for reversal in purchase.reversals.all()
+        if gone_back[PurchaseReversal.Kind(reversal.kind)](reversal.status)
+    )
+    refundable = max(purchase.amount_cents - taken, 0)
+    balance = CreditAccount.objects.values_list("balance", flat=True).get(pk=purchase.account_id)
+    return RefundTerms(
+        refundable=refundable,
+        unspent=min(refundable, max(balance, 0) // MICRODOLLARS_PER_CENT),
+    )
+
+
+def purchase_refund(
+    *,
+    actor: User,
+    purchase: Purchase,
+    amount_cents: int,
+    reason: str,
+    note: str,
+    idempotency_key: str,
+    beyond_unspent: bool = False,
+) -> Refund:
+    """Staff: give back part or all of a credit purchase to the card it came from, through the
+    gateway, and take its credits back (the same entry the gateway's events lead to). At most
+    the unspent part, unless staff say otherwise: then the account owes the rest."""
+    if purchase.status != Purchase.Status.PAID or not purchase.gateway_invoice_id:
+        raise RefundRefused("Only a paid purchase can be refunded.")
+    if reason not in REFUND_REASONS:
+        raise RefundRefused("Choose why the money is given back.")
+    if not note.strip():
+        raise RefundRefused("Say why: the note goes to the ledger and the audit log.")
+    terms = purchase_refund_terms(purchase=purchase)
+    if amount_cents <= 0:
+        raise RefundRefused("A refund is a positive amount.")
+    if amount_cents > terms.refundable:
+        raise RefundRefused(
+            f"At most {cents(terms.refundable)} of this purchase can still be refunded."
+        )
+    if amount_cents > terms.unspent and not beyond_unspent:
+        raise RefundRefused(
+            f"Only {cents(terms.unspent)} of it is unspent. To refund more, confirm that the "
+            "account will owe the difference."
+        )
+    refund = get_gateway().refund_create(
+        invoice_id=purchase.gateway_invoice_id,
+        amount=amount_cents,
+        reason=reason,
+        metadata={"purchase_id": str(purchase.pk), "note": note.strip()[:500]},
+        idempotency_key=f"purchase-{purchase.pk}-refund-{idempotency_key}",
+    )
+    purchase_refund_record(purchase=purchase, refund=refund, actor=actor)
+    with transaction.atomic():
+        PurchaseReversal.objects.filter(
+            kind=PurchaseReversal.Kind.REFUND, gateway_id=refund.id
+        ).update(reason=note.strip()[:300], actor=actor)
+        audit_record(
+            organization=purchase.account.organization,
+            actor=actor,
+            action="credits.refund_issued",
+            target=f"purchase {purchase.pk}",
+            amount_cents=amount_cents,
+            reason=note.strip(),
+            refund=refund.id,
+        )
+    return refund
 
 
 # API tokens

@@ -37,6 +37,7 @@ from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
 from organizations.selectors import members_of_organization, memberships_of_user
+from payments.gateway import GatewayError
 from seats.models import SEAT_ROLES
 
 
@@ -192,14 +193,20 @@ def confirm(request: HttpRequest, org_id: UUID | None = None) -> HttpResponse:
         return _confirm_page(request, scope, form, amount_cents, error=declined.message)
     if start.checkout_url:
         return redirect(start.checkout_url)
+    if start.action_url:
+        # The bank wants the buyer to confirm the payment: to its page, then back here.
+        return redirect(start.action_url)
     return redirect(scope.url("purchase", start.purchase.pk))
 
 
 def purchase(request: HttpRequest, purchase_id: int, org_id: UUID | None = None) -> HttpResponse:
     scope = _scope(request, org_id)
     record = get_object_or_404(selectors.purchases(account=scope.account), pk=purchase_id)
-    if services.purchase_confirm_checkout(purchase=record):
-        record.refresh_from_db()
+    try:
+        if services.purchase_refresh(purchase=record):
+            record.refresh_from_db()
+    except GatewayError:
+        messages.info(request, "The payment provider did not answer; reload in a moment.")
     scope.account.refresh_from_db()
     return render(request, "credits/purchase.html", {**scope.context, "purchase": record})
 

@@ -28,6 +28,7 @@ from invoices import selectors
 from invoices.models import Invoice
 from organizations.models import Organization
 from organizations.services import audit_record
+from payments.gateway import NO_PAYMENT_METHOD, hard_decline
 
 logger = logging.getLogger(__name__)
 
@@ -140,16 +141,21 @@ def transition_claim(
 
 @transaction.atomic
 def organization_grace_start(
-    *, organization: Organization, invoice: Invoice, now: datetime | None = None
+    *,
+    organization: Organization,
+    invoice: Invoice,
+    now: datetime | None = None,
+    reason: str = "",
 ) -> LifecycleTransition | None:
-    """Repeated failure on a seat invoice: active → grace until now + BILLING_GRACE_PERIOD."""
+    """A seat invoice unpaid for good reason (repeated failure, a hard decline, no card, a week
+    overdue, a chargeback): active → grace until now + BILLING_GRACE_PERIOD."""
     now = now or billing_now()
     return transition_claim(
         organization=organization,
         to_state=State.GRACE,
         action="billing.grace_start",
-        reason=f"{invoice.attempt_count} failed payment attempts on invoice "
-        f"{invoice.display_number}",
+        reason=reason
+        or f"{invoice.attempt_count} failed payment attempts on invoice {invoice.display_number}",
         now=now,
         allowed_from={State.ACTIVE},
         invoice=invoice,
@@ -270,26 +276,99 @@ def organization_restore(
 # Reactions to invoices
 
 
-def invoice_changed(*, invoice: Invoice, previous_status: str, previous_attempts: int) -> None:
+def grace_reason(invoice: Invoice) -> str:
+    """Why this failed seat invoice starts grace now, or "" when it does not (yet). The rule of
+    DESIGN.md: BILLING_FAILED_ATTEMPTS_BEFORE_GRACE attempts, or a renewal declined for good (a
+    hard decline, or no card: Stripe does not retry those), or a week overdue (the sweep)."""
+    if invoice.awaiting_authentication:
+        return ""
+    if invoice.attempt_count >= settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE:
+        return (
+            f"{invoice.attempt_count} failed payment attempts on invoice {invoice.display_number}"
+        )
+    # A declined seat addition is not in use yet (its seats come when paid) and lapses in a day.
+    if invoice.kind != Invoice.Kind.SEAT_SUBSCRIPTION:
+        return ""
+    if invoice.payment_error_code == NO_PAYMENT_METHOD:
+        return f"no card to charge for invoice {invoice.display_number}"
+    if hard_decline(code=invoice.payment_error_code, decline_code=invoice.payment_decline_code):
+        why = invoice.payment_decline_code or invoice.payment_error_code
+        return (
+            f"invoice {invoice.display_number} declined ({why}): the card cannot be charged again"
+        )
+    return ""
+
+
+def _declined_for_good(invoice: Invoice, previous_error: tuple[str, str]) -> bool:
+    code, decline_code = invoice.payment_error_code, invoice.payment_decline_code
+    return (code, decline_code) == previous_error and hard_decline(
+        code=code, decline_code=decline_code
+    )
+
+
+def invoice_changed(
+    *,
+    invoice: Invoice,
+    previous_status: str,
+    previous_attempts: int,
+    previous_dispute_status: str | None = None,
+    previous_error: tuple[str, str] = ("", ""),
+    repaid: bool = False,
+) -> None:
     """Called by `invoice_sync` (in its transaction) after the local copy moved forward. A new
-    failed attempt on a seat invoice emails the billing contacts and, at the threshold, starts
-    grace; a seat invoice settled (paid or voided) restores the organization once nothing else
-    is overdue. Credit purchases and auto top-ups never touch the lifecycle."""
+    failed attempt on a seat invoice emails the billing contacts and, by the rule of
+    `grace_reason`, starts grace; a payment waiting for the payer's bank (3-D Secure) is not a
+    failure: they get the link to confirm it. A seat invoice charged back (a dispute lost) starts
+    grace at once. A seat invoice settled (paid, voided, repaid) restores the organization once
+    nothing else is overdue. Credit purchases and auto top-ups never touch the lifecycle."""
     organization = invoice.billing_profile.organization
     if organization is None or invoice.kind not in selectors.LIFECYCLE_KINDS:
         return
-    failed = invoice.attempt_count > previous_attempts and invoice.status in (
-        Invoice.Status.OPEN,
-        Invoice.Status.UNCOLLECTIBLE,
+    unpaid = invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+    failed = invoice.attempt_count > previous_attempts and unpaid
+    charged_back = (
+        previous_dispute_status is not None
+        and invoice.charged_back
+        and previous_dispute_status != "lost"
     )
-    settled = invoice.status != previous_status and invoice.status in (
-        Invoice.Status.PAID,
-        Invoice.Status.VOID,
+    settled = (
+        (
+            invoice.status != previous_status
+            and invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID)
+        )
+        or repaid
+        or (previous_dispute_status == "lost" and invoice.dispute_status != "lost")
     )
-    if failed:
+    if charged_back:
+        reason = f"the payment of invoice {invoice.display_number} was charged back"
+        grace = organization_grace_start(organization=organization, invoice=invoice, reason=reason)
+        organization.refresh_from_db()
+        email_lifecycle(
+            organization,
+            f"Payment taken back for {organization.name}: invoice {invoice.display_number}",
+            "billing_charged_back.txt",
+            invoice=invoice,
+            grace_started=grace is not None,
+        )
+    elif failed and invoice.awaiting_authentication:
+        if invoice.kind == Invoice.Kind.SEAT_SUBSCRIPTION:
+            # Off-session (a renewal): the payer is not there; they get the link instead.
+            email_lifecycle(
+                organization,
+                f"Confirm the payment for {organization.name} with your bank",
+                "billing_authentication_required.txt",
+                invoice=invoice,
+            )
+    elif failed and previous_attempts and _declined_for_good(invoice, previous_error):
+        # A retry Stripe counted but did not make: the card that was declined for good is still
+        # the one on file. Grace started at the first decline, whose email said so.
+        return
+    elif failed:
         grace = None
-        if invoice.attempt_count >= settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE:
-            grace = organization_grace_start(organization=organization, invoice=invoice)
+        if reason := grace_reason(invoice):
+            grace = organization_grace_start(
+                organization=organization, invoice=invoice, reason=reason
+            )
         organization.refresh_from_db()
         email_lifecycle(
             organization,
@@ -303,7 +382,9 @@ def invoice_changed(*, invoice: Invoice, previous_status: str, previous_attempts
         and organization.billing_state in (State.GRACE, State.SUSPENDED)
         and not selectors.overdue_invoices(organization=organization).exists()
     ):
-        verb = "paid" if invoice.status == Invoice.Status.PAID else "voided"
+        verb = {"paid": "paid", "void": "voided"}.get(invoice.status, "settled")
+        if repaid:
+            verb = "repaid"
         organization_restore(
             organization=organization,
             reason=f"invoice {invoice.display_number} {verb}",

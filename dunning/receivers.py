@@ -9,8 +9,21 @@ from invoices.signals import invoice_changed
 
 @receiver(invoice_changed, dispatch_uid="dunning.invoice_changed")
 def _invoice_changed(
-    sender: Any, *, invoice: Invoice, previous_status: str, previous_attempts: int, **_: Any
+    sender: Any,
+    *,
+    invoice: Invoice,
+    previous_status: str,
+    previous_attempts: int,
+    previous_dispute_status: str | None = None,
+    previous_error: tuple[str, str] = ("", ""),
+    repaid: bool = False,
+    **_: Any,
 ) -> None:
     lifecycle.invoice_changed(
-        invoice=invoice, previous_status=previous_status, previous_attempts=previous_attempts
+        invoice=invoice,
+        previous_status=previous_status,
+        previous_attempts=previous_attempts,
+        previous_dispute_status=previous_dispute_status,
+        previous_error=previous_error,
+        repaid=repaid,
     )

@@ -12,9 +12,15 @@ from django.db.models import Q
 
 from billing.clock import billing_now
 from dunning.closing import organization_purge
-from dunning.lifecycle import State, email_lifecycle, organization_suspend
+from dunning.lifecycle import (
+    State,
+    email_lifecycle,
+    organization_grace_start,
+    organization_suspend,
+)
 from dunning.wording import duration_text
 from invoices import selectors
+from invoices.models import Invoice
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -24,16 +30,17 @@ DELETION_NOTICE_DAYS = (7, 1)
 SWEEP_BATCH = 1000
 
 
-def _each(organizations: Iterable[Organization], work: Any) -> tuple[int, int]:
-    """Run `work` per organization in its own transaction; one failure does not stop the rest."""
+def _each(items: Iterable[Any], work: Any) -> tuple[int, int]:
+    """Run `work` per item (an organization, an invoice) in its own transaction; one failure
+    does not stop the rest."""
     done = failed = 0
-    for organization in organizations:
+    for item in items:
         try:
-            if work(organization):
+            if work(item):
                 done += 1
         except Exception:
             failed += 1
-            logger.exception("billing sweep failed for organization %s", organization.pk)
+            logger.exception("billing sweep failed for %s %s", type(item).__name__, item.pk)
     return done, failed
 
 
@@ -59,11 +66,49 @@ def _grace_remind(organization: Organization, now: datetime) -> bool:
     return bool(claimed)
 
 
+def _overdue_grace(invoice: Invoice, now: datetime) -> bool:
+    """A renewal unpaid for a week starts grace, whatever its attempts say (Stripe may have
+    stopped retrying it, or it waits for the payer's bank)."""
+    organization = invoice.billing_profile.organization
+    assert organization is not None
+    with transaction.atomic():
+        grace = organization_grace_start(
+            organization=organization,
+            invoice=invoice,
+            now=now,
+            reason=f"invoice {invoice.display_number} overdue for "
+            f"{settings.BILLING_OVERDUE_DAYS_BEFORE_GRACE} days",
+        )
+        if grace is not None:
+            email_lifecycle(
+                organization,
+                f"{organization.name} is in a grace period: invoice {invoice.display_number} "
+                "is overdue",
+                "billing_grace_started.txt",
+                invoice=invoice,
+                reason=grace.reason,
+            )
+    return grace is not None
+
+
 def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Every 5 minutes: the reminder within 24 hours of grace's end (stating the time really
-    left), then suspension when it has ended unpaid. Reads only organizations in grace, through
-    the partial index."""
+    """Every 5 minutes: grace for renewals a week overdue; the reminder within 24 hours of
+    grace's end (stating the time really left), then suspension when it has ended unpaid. Reads
+    only organizations in grace and invoices unpaid after a failure, through partial indexes."""
     now = now or billing_now()
+    long_overdue = (
+        Invoice.objects.filter(
+            kind=Invoice.Kind.SEAT_SUBSCRIPTION,
+            status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
+            first_failed_at__isnull=False,
+            first_failed_at__lte=now - timedelta(days=settings.BILLING_OVERDUE_DAYS_BEFORE_GRACE),
+            amount_remaining__gt=0,
+            billing_profile__organization__billing_state=State.ACTIVE,
+        )
+        .select_related("billing_profile__organization")
+        .order_by("first_failed_at")[:SWEEP_BATCH]
+    )
+    graced, failed_overdue = _each(long_overdue, lambda invoice: _overdue_grace(invoice, now))
     in_grace = Organization.objects.filter(billing_state=State.GRACE)
     reminders = in_grace.filter(
         grace_ends_at__lte=now + GRACE_REMINDER_BEFORE,
@@ -81,7 +126,12 @@ def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
             due_only=True,
         ),
     )
-    return {"reminded": reminded, "suspended": suspended, "failed": failed + failed_reminders}
+    return {
+        "graced": graced,
+        "reminded": reminded,
+        "suspended": suspended,
+        "failed": failed + failed_reminders + failed_overdue,
+    }
 
 
 def _deletion_notice(organization: Organization, now: datetime) -> bool:

@@ -17,6 +17,7 @@ class Invoice(models.Model):
         SEAT_PRORATION = "seat_proration", "Seat proration"
         CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
         AUTO_TOPUP = "auto_topup", "Auto top-up"
+        SEAT_REPAYMENT = "seat_repayment", "Seat repayment (after a chargeback)"
         OTHER = "other", "Other"
 
     class Status(models.TextChoices):
@@ -46,6 +47,19 @@ class Invoice(models.Model):
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     gateway_subscription_id = models.CharField(max_length=80, blank=True)
+    # When its first payment attempt failed: overdue from then on (DESIGN.md, the lifecycle).
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    # How the last attempt ended, as the gateway tells it (its PaymentIntent's last error).
+    payment_error_code = models.CharField(max_length=60, blank=True)
+    payment_decline_code = models.CharField(max_length=60, blank=True)
+    # The bank wants the payer to confirm the payment (3-D Secure): not a decline.
+    awaiting_authentication = models.BooleanField(default=False)
+    # Money that went back to the card after it was paid: refunds, and a cardholder's dispute.
+    amount_refunded = models.BigIntegerField(default=0, help_text="Cents.")
+    dispute_status = models.CharField(max_length=30, blank=True)
+    dispute_amount = models.BigIntegerField(default=0, help_text="Cents.")
+    # A lost dispute leaves the invoice unpaid in effect until a repayment invoice is paid.
+    dispute_repaid_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     lines = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(help_text="When the gateway created the invoice.")
@@ -55,7 +69,15 @@ class Invoice(models.Model):
     synced_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["billing_profile", "-created"])]
+        indexes = [
+            models.Index(fields=["billing_profile", "-created"]),
+            # The dunning sweep's "overdue for 7 days" reads only unpaid invoices that failed.
+            models.Index(
+                fields=["first_failed_at"],
+                name="invoice_overdue_since",
+                condition=Q(status__in=["open", "uncollectible"], first_failed_at__isnull=False),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(
@@ -64,6 +86,7 @@ class Invoice(models.Model):
                         "seat_proration",
                         "credit_purchase",
                         "auto_topup",
+                        "seat_repayment",
                         "other",
                     ]
                 ),
@@ -85,6 +108,24 @@ class Invoice(models.Model):
     @property
     def display_number(self) -> str:
         return self.number or "Draft"
+
+    @property
+    def charged_back(self) -> bool:
+        """A dispute lost: the bank took the payment back, so it is owed again."""
+        return self.dispute_status == "lost" and self.dispute_repaid_at is None
+
+    @property
+    def dispute_label(self) -> str:
+        if not self.dispute_status:
+            return ""
+        if self.dispute_status.startswith("warning_"):
+            return "inquiry" if self.dispute_status != "warning_closed" else "inquiry closed"
+        return {
+            "needs_response": "open",
+            "under_review": "under review",
+            "won": "won",
+            "lost": "lost (charged back)",
+        }.get(self.dispute_status, self.dispute_status.replace("_", " "))
 
     @property
     def line_items(self) -> list[dict[str, Any]]:

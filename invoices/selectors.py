@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
@@ -68,17 +68,22 @@ def invoice_totals(invoices: QuerySet[Invoice]) -> dict[str, int]:
     return totals
 
 
+# Overdue: a seat invoice unpaid from its first failed attempt on (DESIGN.md, the lifecycle), or
+# one whose payment the bank took back (a dispute lost) until a repayment is paid.
+OVERDUE = Q(
+    status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
+    attempt_count__gte=1,
+    amount_remaining__gt=0,
+) | Q(status=Invoice.Status.PAID, dispute_status="lost", dispute_repaid_at__isnull=True)
+
+
 def overdue_invoices(*, organization: Organization) -> QuerySet[Invoice]:
-    """Seat invoices unpaid since their first failed attempt (DESIGN.md, the lifecycle): what
-    "pay now" pays, what keeps an organization in grace or suspension, oldest first. When grace
-    starts is the lifecycle's own rule (`dunning.lifecycle`), not this one."""
+    """Seat invoices overdue: what "pay now" pays (or repays), what keeps an organization in
+    grace or suspension, oldest first. When grace starts is the lifecycle's own rule
+    (`dunning.lifecycle`), not this one."""
     return (
         Invoice.objects.filter(
-            billing_profile__organization=organization,
-            kind__in=LIFECYCLE_KINDS,
-            status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
-            attempt_count__gte=1,
-            amount_remaining__gt=0,
+            OVERDUE, billing_profile__organization=organization, kind__in=LIFECYCLE_KINDS
         )
         .select_related("billing_profile")
         .order_by("created", "pk")

@@ -6,11 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
 from billing.models import BillingProfile
+from billing.notify import email_billing_contacts
+from billing.templatetags.money import cents
 from invoices import selectors
 from invoices.exceptions import NothingToPay
 from invoices.models import Invoice
@@ -19,6 +23,10 @@ from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
 from payments.gateway import CardError, GatewayError, get_gateway
+from seats import selectors as seat_selectors
+from seats.exceptions import PaymentFailed as SeatPaymentFailed
+from seats.models import SeatSubscription
+from seats.services import seats_restart
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ def invoice_kind(invoice: gateway.Invoice) -> str:
     if invoice.billing_reason in ("subscription_create", "subscription_cycle"):
         return Invoice.Kind.SEAT_SUBSCRIPTION
     kind = invoice.metadata.get("kind", "")
-    if kind in (Invoice.Kind.CREDIT_PURCHASE, Invoice.Kind.AUTO_TOPUP):
+    if kind in (Invoice.Kind.CREDIT_PURCHASE, Invoice.Kind.AUTO_TOPUP, Invoice.Kind.SEAT_REPAYMENT):
         return kind
     if invoice.subscription:
         return Invoice.Kind.SEAT_SUBSCRIPTION
@@ -94,6 +102,36 @@ def _version(status: str, attempts: int, paid: int, observed_at: datetime) -> tu
     return (_STATUS_RANK.get(status, 1), attempts, paid, observed_at)
 
 
+def _failure_fields(
+    local: Invoice | None, invoice: gateway.Invoice, observed_at: datetime
+) -> dict[str, Any]:
+    """When the invoice first failed, and how its last attempt ended. A new failed attempt on a
+    seat invoice is read from the gateway (its PaymentIntent): whether it was a hard decline,
+    or the bank asking the payer to authenticate, decides what the lifecycle does."""
+    unpaid = invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+    if not unpaid:
+        return {"awaiting_authentication": False}
+    fields: dict[str, Any] = {}
+    known_attempts = local.attempt_count if local else 0
+    if invoice.attempt_count and not (local and local.first_failed_at):
+        fields["first_failed_at"] = observed_at
+    if invoice.attempt_count > known_attempts and invoice_kind(invoice) in (
+        selectors.LIFECYCLE_KINDS
+    ):
+        try:
+            attempt = get_gateway().invoice_last_payment(invoice_id=invoice.id)
+        except GatewayError:
+            logger.warning("could not read the last payment of %s", invoice.id, exc_info=True)
+            attempt = None
+        if attempt is not None:
+            fields.update(
+                payment_error_code=attempt.code[:60],
+                payment_decline_code=attempt.decline_code[:60],
+                awaiting_authentication=attempt.needs_authentication,
+            )
+    return fields
+
+
 @transaction.atomic
 def invoice_sync(
     *, invoice: gateway.Invoice, observed_at: datetime | None = None
@@ -129,11 +167,15 @@ def invoice_sync(
         try:
             with transaction.atomic():
                 local = Invoice.objects.create(
-                    gateway_id=invoice.id, billing_profile=profile, **fields
+                    gateway_id=invoice.id,
+                    billing_profile=profile,
+                    **fields,
+                    **_failure_fields(None, invoice, observed_at),
                 )
         except IntegrityError:  # another worker stored it first: compare with theirs
             local = Invoice.objects.select_for_update().get(gateway_id=invoice.id)
         else:
+            _repayment_settle(local)
             invoice_changed.send(
                 sender=Invoice, invoice=local, previous_status="", previous_attempts=0
             )
@@ -143,14 +185,109 @@ def invoice_sync(
     if incoming < stored:
         return local
     previous_status, previous_attempts = local.status, local.attempt_count
+    previous_error = (local.payment_error_code, local.payment_decline_code)
+    fields.update(_failure_fields(local, invoice, observed_at))
     for name, value in fields.items():
         setattr(local, name, value)
     local.save()
+    _repayment_settle(local)
     invoice_changed.send(
         sender=Invoice,
         invoice=local,
         previous_status=previous_status,
         previous_attempts=previous_attempts,
+        previous_error=previous_error,
+    )
+    return local
+
+
+def _repayment_settle(repayment: Invoice) -> None:
+    """A paid repayment settles the charged-back invoice it repays (inside invoice_sync)."""
+    repays = repayment.metadata.get("repays", "")
+    if repayment.kind != Invoice.Kind.SEAT_REPAYMENT or repayment.status != "paid" or not repays:
+        return
+    original = (
+        Invoice.objects.select_for_update()
+        .filter(
+            gateway_id=repays,
+            billing_profile_id=repayment.billing_profile_id,
+            dispute_repaid_at__isnull=True,
+        )
+        .first()
+    )
+    if original is None:
+        return
+    original.dispute_repaid_at = repayment.paid_at or timezone.now()
+    original.save(update_fields=["dispute_repaid_at"])
+    invoice_changed.send(
+        sender=Invoice,
+        invoice=original,
+        previous_status=original.status,
+        previous_attempts=original.attempt_count,
+        repaid=True,
+    )
+
+
+# Money that went back to the card: refunds and disputes of an invoice's payment
+
+
+@transaction.atomic
+def invoice_reversals_sync(
+    *, gateway_invoice_id: str, refunds: list[gateway.Refund], dispute: gateway.Dispute | None
+) -> Invoice | None:
+    """Show on the local invoice what went back to the card (the refunds' total, the dispute's
+    state), tell the billing contacts about a seat invoice's refund or dispute once, and let the
+    lifecycle react: a lost dispute leaves the invoice owed again."""
+    local = (
+        Invoice.objects.select_for_update(of=("self",))
+        .select_related("billing_profile__organization")
+        .filter(gateway_id=gateway_invoice_id)
+        .first()
+    )
+    if local is None:
+        return None
+    previous_refunded, previous_dispute = local.amount_refunded, local.dispute_status
+    refunded = sum(refund.amount for refund in refunds if refund.takes_money_back)
+    local.amount_refunded = max(refunded, 0)
+    if dispute is not None:
+        local.dispute_status, local.dispute_amount = dispute.status, dispute.amount
+    if (local.amount_refunded, local.dispute_status) == (previous_refunded, previous_dispute):
+        return local
+    local.save(update_fields=["amount_refunded", "dispute_status", "dispute_amount"])
+    organization = local.billing_profile.organization
+    # Credit purchases are told about by the credits they take back (credits.services).
+    if organization is not None and local.kind in selectors.LIFECYCLE_KINDS:
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="invoice.reversal",
+            target=local.display_number,
+            amount_refunded=local.amount_refunded,
+            dispute_status=local.dispute_status,
+        )
+        email_billing_contacts(
+            organization=organization,
+            subject=f"Invoice {local.display_number}: "
+            + (
+                f"dispute {local.dispute_label}"
+                if local.dispute_status != previous_dispute
+                else f"{cents(local.amount_refunded - previous_refunded)} refunded"
+            ),
+            template="emails/invoice_reversal.txt",
+            context={
+                "invoice": local,
+                "refunded_now": local.amount_refunded - previous_refunded,
+                "dispute_changed": local.dispute_status != previous_dispute,
+                "invoices_url": settings.SITE_URL
+                + reverse("org_invoice", args=[organization.pk, local.pk]),
+            },
+        )
+    invoice_changed.send(
+        sender=Invoice,
+        invoice=local,
+        previous_status=local.status,
+        previous_attempts=local.attempt_count,
+        previous_dispute_status=previous_dispute,
     )
     return local
 
@@ -174,10 +311,56 @@ class PayNowResult:
     paid: list[Invoice] = field(default_factory=list)
     failure: CardError | None = None
     restored: bool = False
+    # The bank wants the payer to confirm the payment: where (the payer goes there next).
+    action_url: str = ""
+    restarted: SeatSubscription | None = None
 
     @property
     def amount_paid(self) -> int:
         return sum(invoice.amount_paid for invoice in self.paid)
+
+    @property
+    def stopped(self) -> bool:
+        return self.failure is not None or bool(self.action_url)
+
+    def stop(self, error: CardError) -> None:
+        """A decline, or the bank asking the payer to authenticate: nothing more is charged."""
+        if error.needs_authentication and error.action_url:
+            self.action_url = error.action_url
+        else:
+            self.failure = error
+
+
+def _pay_overdue(plan: "PayNowPlan", result: PayNowResult, *, return_url: str) -> None:
+    for invoice in plan.to_pay:
+        try:
+            paid = get_gateway().invoice_pay(
+                invoice_id=invoice.gateway_id,
+                idempotency_key=f"pay-now-{invoice.gateway_id}-{invoice.attempt_count}",
+                off_session=False,
+                return_url=return_url,
+            )
+        except CardError as error:
+            _refetch(invoice.gateway_id)
+            result.stop(error)
+            return
+        except GatewayError:
+            # Paid or voided elsewhere meanwhile: the gateway's copy says which.
+            _refetch(invoice.gateway_id)
+            continue
+        synced = invoice_sync(invoice=paid)
+        if synced is not None:
+            result.paid.append(synced)
+
+
+def _repay_each(plan: "PayNowPlan", *, return_url: str) -> list[Invoice] | CardError:
+    repaid = []
+    for invoice in plan.to_repay:
+        outcome = _repay(invoice, return_url=return_url)
+        if isinstance(outcome, CardError):
+            return outcome
+        repaid.append(outcome)
+    return repaid
 
 
 def _refetch(gateway_id: str) -> None:
@@ -187,33 +370,120 @@ def _refetch(gateway_id: str) -> None:
         logger.warning("could not refetch invoice %s", gateway_id, exc_info=True)
 
 
-def invoices_pay_now(*, actor: User, organization: Organization) -> PayNowResult:
-    """Charge the saved card for every overdue seat invoice, oldest first, and sync each answer;
-    the sync restores the organization the moment nothing is overdue, within this request. Stops
-    at the first decline. The idempotency key includes the attempt count, so a double click pays
-    once and a retry after a new card is a new attempt."""
+@dataclass(frozen=True)
+class PayNowPlan:
+    """What "pay now" will do: pay the overdue invoices, repay the charged-back ones, or (when
+    the gateway ended the seat subscription after its retries) start the seats again."""
+
+    to_pay: list[Invoice]
+    to_repay: list[Invoice]
+    to_void: list[Invoice]  # the ended subscription's invoices, replaced by the restart
+    restart: SeatSubscription | None  # the ended subscription, started again with its seats
+    restart_amount: int  # cents charged now for the restarted seats
+
+    @property
+    def total(self) -> int:
+        return (
+            sum(invoice.amount_remaining for invoice in self.to_pay)
+            + sum(invoice.dispute_amount for invoice in self.to_repay)
+            + self.restart_amount
+        )
+
+
+def pay_now_plan(*, organization: Organization) -> PayNowPlan:
     overdue = list(selectors.overdue_invoices(organization=organization))
-    if not overdue:
+    to_repay = [invoice for invoice in overdue if invoice.charged_back]
+    unpaid = [invoice for invoice in overdue if not invoice.charged_back]
+    ended = seat_selectors.seat_subscription(organization=organization)
+    # Stripe ended the subscription at the end of its retries ("cancel the subscription"):
+    # paying its invoice would not bring the seats back, a new subscription does.
+    restart = None
+    if (
+        ended is not None
+        and not ended.is_live
+        and ended.quantity
+        and any(
+            invoice.gateway_subscription_id == ended.gateway_subscription_id for invoice in unpaid
+        )
+    ):
+        restart = ended
+    to_void = [
+        invoice
+        for invoice in unpaid
+        if restart is not None
+        and invoice.gateway_subscription_id == restart.gateway_subscription_id
+    ]
+    return PayNowPlan(
+        to_pay=[invoice for invoice in unpaid if invoice not in to_void],
+        to_repay=to_repay,
+        to_void=to_void,
+        restart=restart,
+        restart_amount=restart.quantity * restart.unit_amount if restart else 0,
+    )
+
+
+def _repay(invoice: Invoice, *, return_url: str) -> Invoice | CardError:
+    """Charge again what a lost dispute took back, as a one-off invoice that repays it."""
+    profile = invoice.billing_profile
+    attempt = Invoice.objects.filter(
+        billing_profile=profile,
+        kind=Invoice.Kind.SEAT_REPAYMENT,
+        metadata__repays=invoice.gateway_id,
+    ).count()
+    charge = get_gateway().charge(
+        customer_id=profile.gateway_customer_id,
+        amount=invoice.dispute_amount,
+        currency=invoice.currency,
+        description=f"Repayment of invoice {invoice.display_number} (charged back)",
+        metadata={"kind": Invoice.Kind.SEAT_REPAYMENT, "repays": invoice.gateway_id},
+        idempotency_key=f"repay-{invoice.gateway_id}-{attempt}",
+        return_url=return_url,
+    )
+    synced = invoice_sync(invoice=charge.invoice)
+    if charge.paid and synced is not None:
+        return synced
+    assert charge.failure is not None
+    if not charge.failure.needs_authentication:
+        try:
+            invoice_sync(invoice=get_gateway().invoice_void(invoice_id=charge.invoice.id))
+        except GatewayError:
+            logger.warning("could not void repayment %s", charge.invoice.id, exc_info=True)
+    return charge.failure
+
+
+def invoices_pay_now(
+    *, actor: User, organization: Organization, return_url: str = ""
+) -> PayNowResult:
+    """Charge the saved card for every overdue seat invoice, oldest first, and sync each answer;
+    the sync restores the organization the moment nothing is overdue, within this request. A
+    charged-back invoice is repaid by a new one; seats the gateway ended after its retries start
+    again (same quantity, billing date from today) and that subscription's unpaid invoices are
+    voided. Stops at the first decline, or where the bank wants the payer to authenticate
+    (`action_url`, which leads back to `return_url`). The idempotency key includes the attempt
+    count, so a double click pays once and a retry after a new card is a new attempt."""
+    plan = pay_now_plan(organization=organization)
+    if not plan.to_pay and not plan.to_repay and plan.restart is None:
         raise NothingToPay
     was = organization.billing_state
     result = PayNowResult()
-    for invoice in overdue:
+    _pay_overdue(plan, result, return_url=return_url)
+    if not result.stopped:
+        repaid = _repay_each(plan, return_url=return_url)
+        if isinstance(repaid, CardError):
+            result.stop(repaid)
+        else:
+            result.paid += repaid
+    if not result.stopped and plan.restart is not None:
         try:
-            paid = get_gateway().invoice_pay(
-                invoice_id=invoice.gateway_id,
-                idempotency_key=f"pay-now-{invoice.gateway_id}-{invoice.attempt_count}",
-            )
-        except CardError as error:
-            result.failure = error
-            _refetch(invoice.gateway_id)
-            break
-        except GatewayError:
-            # Paid or voided elsewhere meanwhile: the gateway's copy says which.
-            _refetch(invoice.gateway_id)
-            continue
-        synced = invoice_sync(invoice=paid)
-        if synced is not None:
-            result.paid.append(synced)
+            result.restarted = seats_restart(actor=actor, organization=organization)
+        except SeatPaymentFailed as failed:
+            result.stop(CardError(failed.message))
+        else:
+            for invoice in plan.to_void:
+                try:
+                    invoice_sync(invoice=get_gateway().invoice_void(invoice_id=invoice.gateway_id))
+                except GatewayError:
+                    logger.warning("could not void %s", invoice.gateway_id, exc_info=True)
     organization.refresh_from_db()
     result.restored = was != organization.billing_state == Organization.BillingState.ACTIVE
     with transaction.atomic():
@@ -224,6 +494,8 @@ def invoices_pay_now(*, actor: User, organization: Organization) -> PayNowResult
             target=", ".join(invoice.number for invoice in result.paid),
             amount_paid=result.amount_paid,
             failure=result.failure.message if result.failure else "",
+            authentication=bool(result.action_url),
+            restarted=result.restarted.gateway_subscription_id if result.restarted else "",
         )
     return result
 

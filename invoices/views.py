@@ -25,7 +25,7 @@ from invoices.exceptions import NothingToPay
 from invoices.forms import InvoiceFilterForm, PayNowForm
 from invoices.models import Invoice
 from organizations.access import membership_for
-from organizations.models import Membership
+from organizations.models import Membership, Organization
 from organizations.roles import Permission
 from payments.gateway import GatewayError, PaymentMethod
 
@@ -293,33 +293,17 @@ def pay_now(request: HttpRequest, org_id: UUID) -> HttpResponse:
     the same request."""
     membership = _billing_membership(request, org_id)
     organization = membership.organization
-    overdue = list(selectors.overdue_invoices(organization=organization))
+    plan = services.pay_now_plan(organization=organization)
+    overdue = [*plan.to_pay, *plan.to_repay, *plan.to_void]
     form = PayNowForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and not overdue:
         messages.info(request, "Nothing is overdue: there is nothing to pay.")
         return redirect("org_invoices", org_id=org_id)
     if request.method == "POST" and form.is_valid():
-        try:
-            result = services.invoices_pay_now(actor=_user(request), organization=organization)
-        except NothingToPay:
-            messages.info(request, "Nothing is overdue any more.")
-            return redirect("org_invoices", org_id=org_id)
-        numbers = ", ".join(invoice.display_number for invoice in result.paid)
-        if result.paid:
-            messages.success(request, f"Paid {numbers}.")
-        if result.restored:
-            messages.success(request, f"{organization.name} is active again.")
-        if result.failure is not None:
-            messages.error(
-                request,
-                f"The card was declined: {result.failure.message} Update the payment method and "
-                "try again.",
-            )
-            return redirect("org_pay_now", org_id=org_id)
-        return redirect("org_invoices", org_id=org_id)
+        return _pay_now_confirmed(request, organization)
     card, answered = _card(request, membership)
     renewal = None
-    if overdue:
+    if overdue and plan.restart is None:
         try:
             renewal = services.upcoming_renewal(organization=organization)
         except GatewayError:
@@ -331,7 +315,8 @@ def pay_now(request: HttpRequest, org_id: UUID) -> HttpResponse:
             "membership": membership,
             "tab": "invoices",
             "overdue": overdue,
-            "total": sum(invoice.amount_remaining for invoice in overdue),
+            "plan": plan,
+            "total": plan.total,
             "card": card,
             "card_known": answered,
             "renewal": renewal,
@@ -339,3 +324,42 @@ def pay_now(request: HttpRequest, org_id: UUID) -> HttpResponse:
         },
         status=400 if request.method == "POST" else 200,
     )
+
+
+def _pay_now_confirmed(request: HttpRequest, organization: Organization) -> HttpResponse:
+    """Pay what is overdue now; say what happened; to the bank's page if it asks the payer."""
+    org_id = organization.pk
+    try:
+        result = services.invoices_pay_now(
+            actor=_user(request),
+            organization=organization,
+            return_url=settings.SITE_URL + reverse("org_invoices", kwargs={"org_id": org_id}),
+        )
+    except NothingToPay:
+        messages.info(request, "Nothing is overdue any more.")
+        return redirect("org_invoices", org_id=org_id)
+    except GatewayError as error:
+        messages.error(request, f"The payment provider did not take it ({error}); try again.")
+        return redirect("org_pay_now", org_id=org_id)
+    numbers = ", ".join(invoice.display_number for invoice in result.paid)
+    if result.paid:
+        messages.success(request, f"Paid {numbers}.")
+    if result.restarted is not None:
+        messages.success(
+            request,
+            f"{result.restarted.quantity} seats started again; next invoice on "
+            f"{result.restarted.current_period_end:%d %b %Y} (UTC).",
+        )
+    if result.restored:
+        messages.success(request, f"{organization.name} is active again.")
+    if result.action_url:
+        # The bank wants the payer to confirm it (3-D Secure): there, then back to Invoices.
+        return redirect(result.action_url)
+    if result.failure is not None:
+        messages.error(
+            request,
+            f"The card was declined: {result.failure.message} Update the payment method and "
+            "try again.",
+        )
+        return redirect("org_pay_now", org_id=org_id)
+    return redirect("org_invoices", org_id=org_id)

@@ -38,13 +38,28 @@ SUBSCRIBED_TYPES = frozenset(
         "invoice.payment_action_required",
         "invoice.voided",
         "invoice.marked_uncollectible",
+        "invoice.updated",
+        "invoice.payment_succeeded",
         "customer.subscription.created",
         "customer.subscription.updated",
         "customer.subscription.deleted",
+        "customer.subscription.pending_update_applied",
+        "customer.subscription.pending_update_expired",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
         "customer.updated",
         "payment_method.attached",
+        # Refunds and disputes: the refund and the dispute are re-read from the gateway, so any
+        # of these events (in any order, twice) leads to the same ledger entries.
+        "charge.refunded",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
     }
 )
 

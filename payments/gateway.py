@@ -26,8 +26,46 @@ class GatewayError(Exception):
     """The provider could not do what was asked (not a card problem)."""
 
 
+# Stripe's own list of decline codes it never retries automatically ("the scheduled retries
+# continue but the payment only executes if you obtain a new payment method"):
+# https://docs.stripe.com/billing/revenue-recovery/smart-retries#non-retryable-decline-codes
+NON_RETRYABLE_DECLINE_CODES = frozenset(
+    {
+        "incorrect_number",
+        "lost_card",
+        "pickup_card",
+        "stolen_card",
+        "revocation_of_authorization",
+        "revocation_of_all_authorizations",
+        "authentication_required",
+        "highest_risk_level",
+        "transaction_not_allowed",
+    }
+)
+# The product's hard declines, which start grace at the first failure (DESIGN.md, the lifecycle):
+# Stripe's non-retryable codes except authentication (which is not a decline: the payer is asked
+# to confirm), plus an expired card, which Stripe retries but which never pays without the
+# customer giving a new card.
+HARD_DECLINE_CODES = (NON_RETRYABLE_DECLINE_CODES - {"authentication_required"}) | {"expired_card"}
+# The codes under which a gateway says the issuer wants the payer to authenticate (3-D Secure).
+# Both gateways report that case as CardError(code=AUTHENTICATION_REQUIRED, action_url=...).
+AUTHENTICATION_REQUIRED = "authentication_required"
+AUTHENTICATION_CODES = frozenset(
+    {
+        AUTHENTICATION_REQUIRED,
+        "invoice_payment_intent_requires_action",
+        "subscription_payment_intent_requires_action",
+        "payment_intent_authentication_failure",
+    }
+)
+# The product's code for "no card to charge" (Stripe does not retry such an invoice either).
+NO_PAYMENT_METHOD = "payment_method_missing"
+AUTHENTICATION_MESSAGE = "Your bank needs you to confirm this payment."
+
+
 class CardError(GatewayError):
-    """The card was declined or could not be charged. `message` is fit to show to the user."""
+    """The card was declined or could not be charged. `message` is fit to show to the user.
+    `action_url` is set when the payer must authenticate (3-D Secure) there to complete it."""
 
     def __init__(
         self,
@@ -36,12 +74,36 @@ class CardError(GatewayError):
         code: str = "card_declined",
         decline_code: str = "",
         invoice_id: str = "",
+        action_url: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.decline_code = decline_code
         self.invoice_id = invoice_id
+        self.action_url = action_url
+
+    @property
+    def needs_authentication(self) -> bool:
+        return needs_authentication(code=self.code, decline_code=self.decline_code)
+
+    @property
+    def hard(self) -> bool:
+        return hard_decline(code=self.code, decline_code=self.decline_code)
+
+
+def needs_authentication(*, code: str, decline_code: str = "", status: str = "") -> bool:
+    """Whether a failed payment waits for the payer to authenticate rather than being declined."""
+    return (
+        status == "requires_action"
+        or code in AUTHENTICATION_CODES
+        or decline_code == AUTHENTICATION_REQUIRED
+    )
+
+
+def hard_decline(*, code: str, decline_code: str = "") -> bool:
+    """A decline that no retry with the same card can fix, or no card at all."""
+    return code == NO_PAYMENT_METHOD or bool({code, decline_code} & HARD_DECLINE_CODES)
 
 
 @dataclass(frozen=True)
@@ -66,13 +128,18 @@ class Address:
 
 @dataclass(frozen=True)
 class CustomerDetails:
-    """What appears on invoices: the company, its billing email, address and tax ID."""
+    """What appears on invoices: the company, its billing email, address and tax ID. The tax ID
+    travels with its Stripe `tax_id_type` (payments.tax_ids decides it from the country)."""
 
     name: str
     email: str
     address: Address | None = None
     tax_id: str = ""
-    tax_id_type: str = "eu_vat"
+    tax_id_type: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tax_id and not self.tax_id_type:
+            raise ValueError("A tax ID needs its type (payments.tax_ids.tax_id_type).")
 
 
 @dataclass(frozen=True)
@@ -179,6 +246,93 @@ class Price:
 
 
 @dataclass(frozen=True)
+class PaymentAttempt:
+    """How the latest payment attempt on an invoice ended (its PaymentIntent), as the gateway
+    tells it: `status` is the PaymentIntent's (succeeded, requires_action,
+    requires_payment_method, ...), `code` and `decline_code` those of its last error."""
+
+    payment_intent: str
+    status: str
+    code: str = ""
+    decline_code: str = ""
+    message: str = ""
+
+    @property
+    def needs_authentication(self) -> bool:
+        return needs_authentication(
+            code=self.code, decline_code=self.decline_code, status=self.status
+        )
+
+    @property
+    def hard(self) -> bool:
+        return not self.needs_authentication and hard_decline(
+            code=self.code, decline_code=self.decline_code
+        )
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Money given back on a payment (Stripe's Refund). `amount` in cents."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str  # pending, requires_action, succeeded, failed, canceled
+    reason: str
+    payment_intent: str
+    charge: str
+    metadata: dict[str, str]
+    created: datetime
+
+    @property
+    def takes_money_back(self) -> bool:
+        """Failed and canceled refunds return nothing; the others do (or are about to)."""
+        return self.status not in ("failed", "canceled")
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A cardholder's dispute of a payment (Stripe's Dispute). `amount` in cents: the disputed
+    amount, which can differ from the charge's."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str  # warning_*, needs_response, under_review, won, lost, prevented
+    reason: str
+    payment_intent: str
+    charge: str
+    created: datetime
+
+    @property
+    def withdraws_funds(self) -> bool:
+        """A chargeback: the money left the account when it opened. Inquiries (warning_*) and
+        prevented disputes move none."""
+        return not self.status.startswith("warning_") and self.status != "prevented"
+
+    @property
+    def won(self) -> bool:
+        return self.status == "won"
+
+    @property
+    def closed(self) -> bool:
+        return self.status in ("won", "lost", "warning_closed", "prevented")
+
+
+@dataclass(frozen=True)
+class ChargeRecord:
+    """The parts of a Stripe Charge the product reads (from charge.* events)."""
+
+    id: str
+    amount: int
+    amount_refunded: int
+    refunded: bool
+    payment_intent: str
+    customer: str
+    disputed: bool
+
+
+@dataclass(frozen=True)
 class Charge:
     """A one-off purchase as an invoice paid with the saved card."""
 
@@ -232,12 +386,16 @@ class BillingGateway(abc.ABC):
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         idempotency_key: str,
+        return_url: str = "",
     ) -> Charge:
         """Invoice item + invoice, finalized and paid off-session with the saved card. A decline
-        comes back as `Charge.failure` with the invoice left open, never as an exception."""
+        comes back as `Charge.failure` with the invoice left open, never as an exception; when the
+        bank wants the payer to authenticate, the failure's `action_url` is where they do it
+        (and come back to `return_url`, where the gateway's page allows)."""
 
     @abc.abstractmethod
     def checkout_payment(
@@ -245,6 +403,7 @@ class BillingGateway(abc.ABC):
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         success_url: str,
@@ -321,8 +480,50 @@ class BillingGateway(abc.ABC):
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice: ...
 
     @abc.abstractmethod
-    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
-        """Pay an open invoice now with the saved card; raises CardError on a decline."""
+    def invoice_pay(
+        self,
+        *,
+        invoice_id: str,
+        idempotency_key: str,
+        off_session: bool = True,
+        return_url: str = "",
+    ) -> Invoice:
+        """Pay an open invoice now with the saved card; raises CardError on a decline (with its
+        `action_url` when the payer must authenticate first)."""
+
+    @abc.abstractmethod
+    def invoice_void(self, *, invoice_id: str) -> Invoice:
+        """Void an open invoice so that nobody can pay it any more; an invoice already void is
+        returned as it is."""
+
+    @abc.abstractmethod
+    def invoice_last_payment(self, *, invoice_id: str) -> PaymentAttempt | None:
+        """How the invoice's latest payment attempt ended; None when it was never attempted."""
+
+    # Refunds and disputes
+    @abc.abstractmethod
+    def payment_invoice_id(self, *, payment_intent: str) -> str:
+        """The invoice a payment (PaymentIntent) paid, or "" when it paid none."""
+
+    @abc.abstractmethod
+    def refund_create(
+        self,
+        *,
+        invoice_id: str,
+        amount: int,
+        reason: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Refund:
+        """Give back `amount` cents of a paid invoice's payment to the card it came from.
+        `reason`: duplicate, fraudulent or requested_by_customer."""
+
+    @abc.abstractmethod
+    def refund_list(self, *, payment_intent: str) -> list[Refund]:
+        """Every refund of a payment, newest first."""
+
+    @abc.abstractmethod
+    def dispute_retrieve(self, *, dispute_id: str) -> Dispute: ...
 
 
 @cache
@@ -354,7 +555,7 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
-def _id(value: Any) -> str:
+def object_id(value: Any) -> str:
     """An expandable field: either an id or the object itself."""
     if isinstance(value, dict):
         return str(value.get("id") or "")
@@ -389,7 +590,7 @@ def parse_invoice_line(data: dict[str, Any]) -> InvoiceLine:
 def invoice_subscription_id(data: dict[str, Any]) -> str:
     parent = data.get("parent") or {}
     details = parent.get("subscription_details") or {}
-    return _id(details.get("subscription") or data.get("subscription"))
+    return object_id(details.get("subscription") or data.get("subscription"))
 
 
 def parse_invoice(data: dict[str, Any]) -> Invoice:
@@ -398,7 +599,7 @@ def parse_invoice(data: dict[str, Any]) -> Invoice:
     return Invoice(
         id=data["id"],
         number=data.get("number") or "",
-        customer=_id(data.get("customer")),
+        customer=object_id(data.get("customer")),
         status=data.get("status") or "draft",
         billing_reason=data.get("billing_reason") or "",
         amount_due=int(data.get("amount_due") or 0),
@@ -425,16 +626,16 @@ def parse_subscription(data: dict[str, Any]) -> Subscription:
     pending = (data.get("pending_update") or {}).get("subscription_items") or []
     return Subscription(
         id=data["id"],
-        customer=_id(data.get("customer")),
+        customer=object_id(data.get("customer")),
         status=data.get("status") or "incomplete",
-        price=_id(price),
+        price=object_id(price),
         unit_amount=int(price.get("unit_amount") or 0),
         quantity=int(item.get("quantity") or 0),
         current_period_start=_ts(item.get("current_period_start")) or datetime.now(tz=UTC),
         current_period_end=_ts(item.get("current_period_end")) or datetime.now(tz=UTC),
         cancel_at_period_end=bool(data.get("cancel_at_period_end")),
         pending_quantity=int(pending[0]["quantity"]) if pending else None,
-        latest_invoice=_id(data.get("latest_invoice")),
+        latest_invoice=object_id(data.get("latest_invoice")),
         metadata=dict(data.get("metadata") or {}),
         created=_ts(data.get("created")) or datetime.now(tz=UTC),
     )
@@ -447,12 +648,67 @@ def parse_checkout_session(data: dict[str, Any]) -> CheckoutSession:
         status=data.get("status") or "open",
         mode=data.get("mode") or "payment",
         payment_status=data.get("payment_status") or "unpaid",
-        customer=_id(data.get("customer")),
-        subscription=_id(data.get("subscription")),
-        invoice=_id(data.get("invoice")),
-        payment_intent=_id(data.get("payment_intent")),
+        customer=object_id(data.get("customer")),
+        subscription=object_id(data.get("subscription")),
+        invoice=object_id(data.get("invoice")),
+        payment_intent=object_id(data.get("payment_intent")),
         amount_total=int(data.get("amount_total") or 0),
         metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def parse_refund(data: dict[str, Any]) -> Refund:
+    return Refund(
+        id=data["id"],
+        amount=int(data.get("amount") or 0),
+        currency=data.get("currency") or "usd",
+        status=data.get("status") or "succeeded",
+        reason=data.get("reason") or "",
+        payment_intent=object_id(data.get("payment_intent")),
+        charge=object_id(data.get("charge")),
+        metadata=dict(data.get("metadata") or {}),
+        created=_ts(data.get("created")) or datetime.now(tz=UTC),
+    )
+
+
+def parse_dispute(data: dict[str, Any]) -> Dispute:
+    return Dispute(
+        id=data["id"],
+        amount=int(data.get("amount") or 0),
+        currency=data.get("currency") or "usd",
+        status=data.get("status") or "needs_response",
+        reason=data.get("reason") or "",
+        payment_intent=object_id(data.get("payment_intent")),
+        charge=object_id(data.get("charge")),
+        created=_ts(data.get("created")) or datetime.now(tz=UTC),
+    )
+
+
+def parse_charge(data: dict[str, Any]) -> ChargeRecord:
+    return ChargeRecord(
+        id=data["id"],
+        amount=int(data.get("amount") or 0),
+        amount_refunded=int(data.get("amount_refunded") or 0),
+        refunded=bool(data.get("refunded")),
+        payment_intent=object_id(data.get("payment_intent")),
+        customer=object_id(data.get("customer")),
+        disputed=bool(data.get("disputed")),
+    )
+
+
+def parse_payment_attempt(intent: dict[str, Any]) -> PaymentAttempt:
+    """A PaymentIntent as the outcome of an invoice's payment attempt."""
+    error = intent.get("last_payment_error") or {}
+    code = error.get("code") or ""
+    if not error and not intent.get("payment_method") and intent.get("status") != "succeeded":
+        # Nothing was charged because there was nothing to charge.
+        code = NO_PAYMENT_METHOD
+    return PaymentAttempt(
+        payment_intent=str(intent.get("id") or ""),
+        status=intent.get("status") or "",
+        code=code,
+        decline_code=error.get("decline_code") or "",
+        message=error.get("message") or "",
     )
 
 

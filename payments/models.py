@@ -7,11 +7,13 @@ from payments.sandbox.models import (  # noqa: F401 - registered with this app
     SandboxCheckoutSession,
     SandboxClock,
     SandboxCustomer,
+    SandboxDispute,
     SandboxEvent,
     SandboxIdempotencyKey,
     SandboxInvoice,
     SandboxPaymentMethod,
     SandboxPrice,
+    SandboxRefund,
     SandboxSubscription,
 )
 

@@ -25,24 +25,33 @@ from stripe.params import (
 )
 
 from payments.gateway import (
+    AUTHENTICATION_MESSAGE,
+    AUTHENTICATION_REQUIRED,
     PLAN_INTERVAL,
     BillingGateway,
     CardError,
     Charge,
     CheckoutSession,
     CustomerDetails,
+    Dispute,
     GatewayError,
     Invoice,
+    PaymentAttempt,
     PaymentMethod,
     Price,
     ProrationPreview,
     QuantityChange,
+    Refund,
     Subscription,
+    needs_authentication,
     parse_checkout_session,
+    parse_dispute,
     parse_invoice,
     parse_invoice_line,
+    parse_payment_attempt,
     parse_payment_method,
     parse_price,
+    parse_refund,
     parse_subscription,
 )
 
@@ -51,11 +60,13 @@ logger = logging.getLogger(__name__)
 STRIPE_API_VERSION: str = stripe.api_version
 
 DECLINED_MESSAGE = "Your card was declined."
-AUTHENTICATION_MESSAGE = "Your bank needs you to confirm this payment."
 
 # Safe to retry: every money-moving request carries an idempotency key, and the library generates
-# one for the other POSTs.
+# one for the other POSTs (a retry reuses it). The library's default is no retry at all for a
+# StripeClient, and an 80-second read timeout: far too long inside a web request.
 _MAX_NETWORK_RETRIES = 2
+_CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 20
 _PAGE_LIMIT = 100
 
 
@@ -89,10 +100,24 @@ def _normal_tax_id(value: str) -> str:
 def _card_error(error: stripe.CardError, *, invoice_id: str = "") -> CardError:
     body = error.json_body if isinstance(error.json_body, dict) else {}
     data = body.get("error") or {}
+    code = error.code or data.get("code") or "card_declined"
+    decline_code = data.get("decline_code") or ""
+    intent = data.get("payment_intent") or {}
+    status = intent.get("status") if isinstance(intent, dict) else ""
+    if needs_authentication(code=code, decline_code=decline_code, status=status or ""):
+        # Stripe reports it as invoice_payment_intent_requires_action, as card_declined with
+        # decline_code authentication_required, or as the PaymentIntent's requires_action: one
+        # code for the product (the action URL is added by the caller, which knows the invoice).
+        return CardError(
+            AUTHENTICATION_MESSAGE,
+            code=AUTHENTICATION_REQUIRED,
+            decline_code=decline_code,
+            invoice_id=invoice_id,
+        )
     return CardError(
         error.user_message or data.get("message") or DECLINED_MESSAGE,
-        code=error.code or data.get("code") or "card_declined",
-        decline_code=data.get("decline_code") or "",
+        code=code,
+        decline_code=decline_code,
         invoice_id=invoice_id,
     )
 
@@ -130,7 +155,8 @@ class StripeGateway(BillingGateway):
         self._client = stripe.StripeClient(
             api_key,
             stripe_version=STRIPE_API_VERSION,
-            http_client=http_client,
+            http_client=http_client
+            or stripe.RequestsClient(timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)),
             max_network_retries=_MAX_NETWORK_RETRIES,
         )
         self._v1 = self._client.v1
@@ -189,21 +215,18 @@ class StripeGateway(BillingGateway):
                     self._v1.customers.tax_ids.delete(customer_id, tax_id.id)
 
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
+        # Only the customer's default: Stripe charges invoices with it, never with a card that is
+        # merely attached (https://docs.stripe.com/billing/revenue-recovery/smart-retries).
         with _stripe_errors():
             customer = _plain(
                 self._v1.customers.retrieve(
                     customer_id, {"expand": ["invoice_settings.default_payment_method"]}
                 )
             )
-            default = (customer.get("invoice_settings") or {}).get("default_payment_method")
-            if isinstance(default, dict):
-                return parse_payment_method(default)
-            methods = self._v1.payment_methods.list(
-                {"customer": customer_id, "type": "card", "limit": 1}
-            )
-        if not methods.data:
-            return None
-        return parse_payment_method(_plain(methods.data[0]))
+        default = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        if isinstance(default, dict):
+            return parse_payment_method(default)
+        return None
 
     def payment_method_update_url(self, *, customer_id: str, return_url: str) -> str:
         with _stripe_errors():
@@ -255,12 +278,16 @@ class StripeGateway(BillingGateway):
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         idempotency_key: str,
+        return_url: str = "",
     ) -> Charge:
         # One key per request, derived from the caller's: a retry of the whole operation replays
         # each step (same invoice, same item, same payment attempt) instead of repeating it.
+        # `return_url` has no use here: Stripe's hosted invoice page, where the payer
+        # authenticates, has no way back.
         with _stripe_errors():
             draft = self._v1.invoices.create(
                 {
@@ -268,6 +295,7 @@ class StripeGateway(BillingGateway):
                     "collection_method": "charge_automatically",
                     "auto_advance": False,
                     "pending_invoice_items_behavior": "exclude",
+                    "currency": currency,
                     "description": description,
                     "metadata": metadata,
                 },
@@ -279,7 +307,7 @@ class StripeGateway(BillingGateway):
                     "customer": customer_id,
                     "invoice": invoice_id,
                     "amount": amount,
-                    "currency": "usd",
+                    "currency": currency,
                     "description": description,
                     "metadata": metadata,
                 },
@@ -290,23 +318,38 @@ class StripeGateway(BillingGateway):
                 {"auto_advance": False},
                 {"idempotency_key": f"{idempotency_key}:finalize"},
             )
-            try:
-                paid = self._v1.invoices.pay(
-                    invoice_id,
-                    {"off_session": True},
-                    {"idempotency_key": f"{idempotency_key}:pay"},
+        try:
+            paid = self._pay(invoice_id, off_session=True, key=f"{idempotency_key}:pay")
+        except CardError as failure:
+            with _stripe_errors():
+                unpaid = parse_invoice(_plain(self._v1.invoices.retrieve(invoice_id)))
+            if failure.needs_authentication:
+                failure.action_url = unpaid.hosted_invoice_url
+            return Charge(invoice=unpaid, failure=failure)
+        return Charge(invoice=paid)
+
+    def _pay(self, invoice_id: str, *, off_session: bool, key: str) -> Invoice:
+        """invoices.pay, with the three ways Stripe reports that the bank wants the payer to
+        authenticate (an error code, a decline code, or an answer whose PaymentIntent
+        requires_action) all turned into CardError(code="authentication_required")."""
+        with _stripe_errors(invoice_id=invoice_id):
+            paid = parse_invoice(
+                _plain(
+                    self._v1.invoices.pay(
+                        invoice_id, {"off_session": off_session}, {"idempotency_key": key}
+                    )
                 )
-            except stripe.CardError as error:
-                failure = _card_error(error, invoice_id=invoice_id)
-                unpaid = self._v1.invoices.retrieve(invoice_id)
-                return Charge(invoice=parse_invoice(_plain(unpaid)), failure=failure)
-        return Charge(invoice=parse_invoice(_plain(paid)))
+            )
+        if not paid.paid:
+            raise self._payment_failure(invoice_id=invoice_id)
+        return paid
 
     def checkout_payment(
         self,
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         success_url: str,
@@ -321,7 +364,7 @@ class StripeGateway(BillingGateway):
                     "line_items": [
                         {
                             "price_data": {
-                                "currency": "usd",
+                                "currency": currency,
                                 "unit_amount": amount,
                                 "product_data": {"name": description},
                             },
@@ -397,6 +440,13 @@ class StripeGateway(BillingGateway):
                 str(session["customer"]),
                 {"invoice_settings": {"default_payment_method": str(method)}},
             )
+            # Checkout also set the card on the subscription itself, which takes precedence over
+            # the customer's default: cleared, so that a card replaced later (Customer Portal)
+            # is the one renewals charge.
+            if isinstance(subscription, dict) and subscription.get("default_payment_method"):
+                self._v1.subscriptions.update(
+                    str(subscription["id"]), {"default_payment_method": ""}
+                )
 
     # Subscriptions
 
@@ -496,7 +546,10 @@ class StripeGateway(BillingGateway):
             raise GatewayError(f"Stripe returned no invoice for the increase of {subscription_id}")
         invoice = parse_invoice(latest)
         if data.get("pending_update") or not invoice.paid:
-            raise self._payment_failure(invoice_id=invoice.id)
+            failure = self._payment_failure(invoice_id=invoice.id)
+            if failure.needs_authentication:
+                failure.action_url = invoice.hosted_invoice_url
+            raise failure
         return QuantityChange(subscription=parse_subscription(data), invoice=invoice)
 
     def subscription_cancel_at_period_end(self, *, subscription_id: str) -> Subscription:
@@ -530,12 +583,102 @@ class StripeGateway(BillingGateway):
             invoice = self._v1.invoices.retrieve(invoice_id)
         return parse_invoice(_plain(invoice))
 
-    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
-        with _stripe_errors(invoice_id=invoice_id):
-            invoice = self._v1.invoices.pay(
-                invoice_id, {"off_session": True}, {"idempotency_key": idempotency_key}
+    def invoice_pay(
+        self,
+        *,
+        invoice_id: str,
+        idempotency_key: str,
+        off_session: bool = True,
+        return_url: str = "",
+    ) -> Invoice:
+        try:
+            return self._pay(invoice_id, off_session=off_session, key=idempotency_key)
+        except CardError as failure:
+            if failure.needs_authentication:
+                failure.action_url = self.invoice_retrieve(invoice_id=invoice_id).hosted_invoice_url
+            raise
+
+    def invoice_void(self, *, invoice_id: str) -> Invoice:
+        try:
+            with _stripe_errors():
+                return parse_invoice(_plain(self._v1.invoices.void_invoice(invoice_id)))
+        except GatewayError:
+            # Stripe voids some invoices itself (an expired pending update): already void is
+            # what was asked; anything else is the error it was.
+            current = self.invoice_retrieve(invoice_id=invoice_id)
+            if current.status == "void":
+                return current
+            raise
+
+    def invoice_last_payment(self, *, invoice_id: str) -> PaymentAttempt | None:
+        with _stripe_errors():
+            payments = self._v1.invoice_payments.list(
+                {"invoice": invoice_id, "limit": 1, "expand": ["data.payment.payment_intent"]}
             )
-        return parse_invoice(_plain(invoice))
+        for payment in payments.data:
+            intent = (_plain(payment).get("payment") or {}).get("payment_intent")
+            if isinstance(intent, dict):
+                return parse_payment_attempt(intent)
+        return None
+
+    # Refunds and disputes
+
+    def payment_invoice_id(self, *, payment_intent: str) -> str:
+        # Charges and PaymentIntents name no invoice since API 2025-03-31; InvoicePayments link
+        # them (https://docs.stripe.com/changelog/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices).
+        if not payment_intent:
+            return ""
+        with _stripe_errors():
+            payments = self._v1.invoice_payments.list(
+                {
+                    "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                    "limit": 1,
+                }
+            )
+        return str(payments.data[0].invoice) if payments.data else ""
+
+    def refund_create(
+        self,
+        *,
+        invoice_id: str,
+        amount: int,
+        reason: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Refund:
+        with _stripe_errors():
+            payments = self._v1.invoice_payments.list(
+                {"invoice": invoice_id, "status": "paid", "limit": 1}
+            )
+            intent = next(
+                (
+                    str((_plain(payment).get("payment") or {}).get("payment_intent") or "")
+                    for payment in payments.data
+                ),
+                "",
+            )
+            if not intent:
+                raise GatewayError(f"Stripe has no paid payment for invoice {invoice_id}")
+            refund = self._v1.refunds.create(
+                {
+                    "payment_intent": intent,
+                    "amount": amount,
+                    "reason": reason,
+                    "metadata": metadata,
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return parse_refund(_plain(refund))
+
+    def refund_list(self, *, payment_intent: str) -> list[Refund]:
+        with _stripe_errors():
+            page = self._v1.refunds.list({"payment_intent": payment_intent, "limit": _PAGE_LIMIT})
+            refunds = list(page.auto_paging_iter())
+        return [parse_refund(_plain(refund)) for refund in refunds]
+
+    def dispute_retrieve(self, *, dispute_id: str) -> Dispute:
+        with _stripe_errors():
+            return parse_dispute(_plain(self._v1.disputes.retrieve(dispute_id)))
 
     # Helpers
 
@@ -556,16 +699,19 @@ class StripeGateway(BillingGateway):
             intent = (_plain(payment).get("payment") or {}).get("payment_intent")
             if not isinstance(intent, dict):
                 continue
-            error_data = intent.get("last_payment_error") or {}
-            if error_data:
+            attempt = parse_payment_attempt(intent)
+            if attempt.needs_authentication:
                 return CardError(
-                    error_data.get("message") or DECLINED_MESSAGE,
-                    code=error_data.get("code") or "card_declined",
-                    decline_code=error_data.get("decline_code") or "",
+                    AUTHENTICATION_MESSAGE,
+                    code=AUTHENTICATION_REQUIRED,
+                    decline_code=attempt.decline_code,
                     invoice_id=invoice_id,
                 )
-            if intent.get("status") == "requires_action":
+            if attempt.code:
                 return CardError(
-                    AUTHENTICATION_MESSAGE, code="authentication_required", invoice_id=invoice_id
+                    attempt.message or DECLINED_MESSAGE,
+                    code=attempt.code,
+                    decline_code=attempt.decline_code,
+                    invoice_id=invoice_id,
                 )
         return CardError(DECLINED_MESSAGE, invoice_id=invoice_id)

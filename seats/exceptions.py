@@ -78,3 +78,22 @@ class PaymentFailed(SeatError):
     def __init__(self, message: str, *, invoice_id: str = "") -> None:
         super().__init__(message)
         self.invoice_id = invoice_id
+
+
+class AuthenticationRequired(SeatError):
+    """The bank wants the payer to confirm the payment (3-D Secure) at `action_url`; the seats
+    come when they do. Nothing is declined."""
+
+    def __init__(self, *, action_url: str) -> None:
+        super().__init__(
+            "Your bank needs you to confirm this payment; the seats are added when you do."
+        )
+        self.action_url = action_url
+
+
+class SeatChangeBusy(SeatError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Another seat change for this organization is being charged right now; try again "
+            "in a minute."
+        )

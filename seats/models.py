@@ -151,6 +151,9 @@ class ChangeStatus(models.TextChoices):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # An addition whose invoice was not paid before its pending update expired (23 hours): the
+    # gateway voided the invoice and the seats never came.
+    EXPIRED = "expired"
 
 
 class SeatChange(models.Model):
@@ -180,6 +183,8 @@ class SeatChange(models.Model):
     # a retry sends the gateway exactly the same request.
     proration_date = models.DateTimeField(null=True, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
+    # Where the payer confirms the payment with their bank (3-D Secure) while it waits on them.
+    action_url = models.URLField(max_length=1000, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -6,7 +6,8 @@ Rules of this module:
 - The gateway is called outside database transactions (it has its own). Changes of one
   organization's seats are serialized by a PostgreSQL advisory lock held across the gateway call
   (`_seat_change_lock`), so that two people adding seats at once each start from the quantity the
-  other left.
+  other left. The call is bounded (the Stripe client's timeouts and retries), and nobody waits
+  for the lock longer than SEAT_CHANGE_LOCK_WAIT: they are told to try again.
 - The gateway is the source of truth: after any change the local row is re-fetched from it
   (`seat_subscription_refresh`), as the webhooks do.
 """
@@ -22,15 +23,16 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
 from billing.clock import billing_now
+from billing.exceptions import CurrencyMismatch
 from billing.notify import email_billing_contacts
-from billing.services import billing_profile_for, gateway_customer_ensure
+from billing.services import billing_currency_lock, billing_profile_for, gateway_customer_ensure
 from billing.templatetags.money import cents
 from organizations.models import Organization
 from organizations.services import audit_record
@@ -41,10 +43,13 @@ from payments.gateway import (
     Subscription,
     get_gateway,
 )
+from payments.signals import invoice_fetched
 from seats.exceptions import (
+    AuthenticationRequired,
     NoEmptySeat,
     NoSeatSubscription,
     PaymentFailed,
+    SeatChangeBusy,
     SeatError,
     SeatsInUse,
     StalePreview,
@@ -68,6 +73,10 @@ PREVIEW_VALID_FOR = timedelta(minutes=15)
 # `_change_for_invoice`); older pending ones are left to reconciliation.
 IN_FLIGHT = timedelta(hours=1)
 _LOCK_NAMESPACE = 0x5EA7
+# How long a seat change waits for another one of the same organization to finish. The other
+# holds the lock for one gateway exchange, at most about a minute (the Stripe client: 5 s to
+# connect, 20 s to read, 2 retries); a person is not kept waiting that long.
+SEAT_CHANGE_LOCK_WAIT = timedelta(seconds=10)
 
 
 # Locking
@@ -83,8 +92,15 @@ def _seat_change_lock(organization_id: UUID) -> Iterator[None]:
     the gateway. A session-level advisory lock, because that exchange must not sit inside a
     database transaction; the connection closing releases it if the process dies."""
     key = _lock_key(organization_id)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, key])
+    wait_ms = int(SEAT_CHANGE_LOCK_WAIT.total_seconds() * 1000)
+    # lock_timeout bounds the wait for an advisory lock too; set for this short transaction
+    # only. The lock itself is the session's and outlives it.
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, key])
+    except OperationalError as timed_out:
+        raise SeatChangeBusy from timed_out
     try:
         yield
     finally:
@@ -476,7 +492,12 @@ def seats_purchase(
                     f"{_plural(occupied, 'person')} and open invitations need a seat: "
                     f"buy at least {occupied}."
                 )
-        customer_id = gateway_customer_ensure(billing_profile_for(organization=organization))
+        profile = billing_profile_for(organization=organization)
+        try:
+            billing_currency_lock(profile=profile, currency=plan.currency)
+        except CurrencyMismatch as mismatch:
+            raise SeatError(mismatch.message) from None
+        customer_id = gateway_customer_ensure(profile)
         price = gateway.price_ensure(
             lookup_key=plan.lookup_key,
             product_name=f"{plan.name} seat",
@@ -501,7 +522,8 @@ def seats_purchase(
             "seat_change": idempotency_key,
         }
         gateway_key = f"seats-purchase-{idempotency_key}"
-        if gateway.payment_method_default(customer_id=customer_id) is None:
+
+        def checkout() -> PurchaseStarted:
             session = gateway.checkout_subscription(
                 customer_id=customer_id,
                 price_id=price.id,
@@ -514,6 +536,9 @@ def seats_purchase(
             SeatChange.objects.filter(pk=change.pk).update(checkout_session_id=session.id)
             change.refresh_from_db()
             return PurchaseStarted(change=change, checkout_url=session.url)
+
+        if gateway.payment_method_default(customer_id=customer_id) is None:
+            return checkout()
         try:
             subscription = gateway.subscription_create(
                 customer_id=customer_id,
@@ -523,6 +548,11 @@ def seats_purchase(
                 idempotency_key=gateway_key,
             )
         except CardError as error:
+            if error.needs_authentication:
+                # The first invoice would wait for the bank, which error_if_incomplete does not
+                # allow: the buyer pays on Checkout instead, where the bank asks them at once.
+                gateway_key += "-checkout"
+                return checkout()
             _change_fail(change, message=error.message, action="seats.purchase_failed")
             raise PaymentFailed(error.message) from error
         seat_subscription_refresh(subscription_id=subscription.id)
@@ -540,9 +570,145 @@ def seats_checkout_returned(*, organization: Organization, session_id: str) -> N
     session = get_gateway().checkout_session_retrieve(session_id=session_id)
     if session.metadata.get("organization_id") != str(organization.pk) or not session.subscription:
         return
+    seats_checkout_card_save(session_id=session.id, status=session.status)
     seat_subscription_refresh(subscription_id=session.subscription)
     if session.invoice:
         seat_invoice_paid(invoice=get_gateway().invoice_retrieve(invoice_id=session.invoice))
+
+
+def seats_checkout_card_save(*, session_id: str, status: str) -> None:
+    """The card a completed seat Checkout collected becomes the customer's default, so that
+    renewals, additions and credit purchases charge it (Stripe sets it on the subscription only)."""
+    if status == "complete":
+        get_gateway().checkout_session_save_card(session_id=session_id)
+
+
+def seats_restart(*, actor: User, organization: Organization) -> SeatSubscription:
+    """The gateway ended the seat subscription at the end of its retries (Stripe's "cancel the
+    subscription" setting); paying starts it again: the same seats on the same plan, charged now
+    with the saved card, and a new billing date from today. PaymentFailed when declined."""
+    gateway = get_gateway()
+    with _seat_change_lock(organization.pk):
+        row = seat_subscription(organization=organization)
+        if row is None or row.is_live:
+            raise SeatError("The seats are running; there is nothing to start again.")
+        plan = row.plan
+        if plan is None:
+            raise SeatError("The seats' plan is unknown; buy seats again on the Seats tab.")
+        profile = billing_profile_for(organization=organization)
+        customer_id = gateway_customer_ensure(profile)
+        price = gateway.price_ensure(
+            lookup_key=plan.lookup_key,
+            product_name=f"{plan.name} seat",
+            unit_amount=row.unit_amount,
+            currency=plan.currency,
+        )
+        # One change per attempt: a retry after a decline (with another card) is a new one.
+        prefix = f"restart-{row.gateway_subscription_id}-"
+        attempt = SeatChange.objects.filter(
+            organization=organization,
+            idempotency_key__startswith=prefix,
+            status=SeatChange.Status.FAILED,
+        ).count()
+        key = f"{prefix}{attempt}"
+        change, _ = SeatChange.objects.get_or_create(
+            idempotency_key=key,
+            defaults={
+                "organization": organization,
+                "kind": SeatChange.Kind.PURCHASE,
+                "seats": row.quantity,
+                "quantity_before": 0,
+                "quantity_after": row.quantity,
+                "plan": plan,
+                "actor": actor,
+            },
+        )
+        try:
+            subscription = gateway.subscription_create(
+                customer_id=customer_id,
+                price_id=price.id,
+                quantity=row.quantity,
+                metadata={
+                    "purpose": METADATA_PURPOSE,
+                    "organization_id": str(organization.pk),
+                    "seat_plan": plan.code,
+                    "seat_change": key,
+                    "restarts": row.gateway_subscription_id,
+                },
+                idempotency_key=f"seats-{key}",
+            )
+        except CardError as error:
+            _change_fail(change, message=error.message, action="seats.restart_failed")
+            raise PaymentFailed(error.message) from error
+        refreshed = seat_subscription_refresh(subscription_id=subscription.id)
+        if subscription.latest_invoice:
+            seat_invoice_paid(
+                invoice=gateway.invoice_retrieve(invoice_id=subscription.latest_invoice)
+            )
+        with transaction.atomic():
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="seats.restart",
+                target=_plural(row.quantity),
+                ended=row.gateway_subscription_id,
+                subscription=subscription.id,
+            )
+    assert refreshed is not None
+    return refreshed
+
+
+def seat_pending_update_expired(*, subscription_id: str) -> None:
+    """A seat addition whose invoice was not paid in time (Stripe's pending update expired, 23
+    hours): Stripe voids that invoice itself; it is voided here if it is not yet, so that a late
+    payment cannot buy seats that will never apply. The addition ends as expired, and the billing
+    contacts are told once."""
+    row = seat_subscription_refresh(subscription_id=subscription_id)
+    if row is None:
+        return
+    gateway = get_gateway()
+    fetched = gateway.subscription_retrieve(subscription_id=subscription_id)
+    if fetched.pending_quantity is not None:
+        return  # a newer addition is pending: this event is old news
+    waiting = SeatChange.objects.select_related("organization", "actor").filter(
+        organization_id=row.organization_id,
+        kind=SeatChange.Kind.ADD,
+        status__in=[SeatChange.Status.PENDING, SeatChange.Status.FAILED],
+        gateway_subscription_id=subscription_id,
+    )
+    for change in waiting.exclude(gateway_invoice_id=""):
+        invoice = gateway.invoice_retrieve(invoice_id=change.gateway_invoice_id)
+        if invoice.status == "paid":
+            continue  # it was paid in time: invoice.paid records it
+        if invoice.status != "void":
+            invoice = gateway.invoice_void(invoice_id=invoice.id)
+        invoice_fetched.send(sender=SeatChange, invoice=invoice)
+        with transaction.atomic():
+            expired = SeatChange.objects.filter(
+                pk=change.pk, status__in=[SeatChange.Status.PENDING, SeatChange.Status.FAILED]
+            ).update(
+                status=SeatChange.Status.EXPIRED,
+                action_url="",
+                failure_message="Not paid within 23 hours: the seats were not added and the "
+                "invoice was voided.",
+                completed_at=timezone.now(),
+            )
+            if not expired:
+                continue
+            organization = change.organization
+            audit_record(
+                organization=organization,
+                actor=None,
+                action="seats.add_expired",
+                target=_plural(change.seats),
+                invoice=invoice.number or invoice.id,
+            )
+            _email(
+                organization,
+                f"Seats not added to {organization.name}: the payment did not go through",
+                "emails/seats_add_expired.txt",
+                {"change": change, "invoice": invoice, "subscription": row},
+            )
 
 
 def seats_checkout_expired(*, session_id: str) -> None:
@@ -594,6 +760,8 @@ def seats_add(
         change = _change_for_key(organization, idempotency_key, SeatChange.Kind.ADD)
         if change is not None and change.status != SeatChange.Status.PENDING:
             return change
+        if change is not None and change.action_url:
+            raise AuthenticationRequired(action_url=change.action_url)
         row = live_seat_subscription(organization=organization)
         current = gateway.subscription_retrieve(subscription_id=row.gateway_subscription_id)
         if change is None:
@@ -634,6 +802,14 @@ def seats_add(
                 idempotency_key=f"seats-add-{idempotency_key}",
             )
         except CardError as error:
+            if error.needs_authentication and error.action_url:
+                # Not declined: the pending update applies when the payer authenticates.
+                SeatChange.objects.filter(pk=change.pk, status=SeatChange.Status.PENDING).update(
+                    action_url=error.action_url[:1000],
+                    gateway_invoice_id=error.invoice_id or change.gateway_invoice_id,
+                )
+                seat_subscription_refresh(subscription_id=current.id)
+                raise AuthenticationRequired(action_url=error.action_url) from error
             _change_fail(
                 change,
                 message=error.message,
@@ -864,11 +1040,15 @@ def seat_subscriptions_resync() -> int:
                 )
     # An addition still pending after an hour was interrupted before the gateway answered and no
     # paid invoice claimed it since; a late invoice.paid still records its receipt.
-    for change in SeatChange.objects.filter(
-        kind=SeatChange.Kind.ADD,
-        status=SeatChange.Status.PENDING,
-        created_at__lt=timezone.now() - IN_FLIGHT,
-    ).select_related("organization", "actor"):
+    for change in (
+        SeatChange.objects.filter(
+            kind=SeatChange.Kind.ADD,
+            status=SeatChange.Status.PENDING,
+            created_at__lt=timezone.now() - IN_FLIGHT,
+        )
+        .filter(action_url="")  # those wait for the bank, until paid or expired
+        .select_related("organization", "actor")
+    ):
         _change_fail(
             change,
             message="Interrupted before the payment provider answered.",

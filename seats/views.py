@@ -21,7 +21,13 @@ from organizations.models import Membership, Organization
 from organizations.roles import Permission, allows, permission_to_manage
 from payments.gateway import GatewayError
 from seats import selectors, services
-from seats.exceptions import PaymentFailed, SeatError, SeatsInUse, StalePreview
+from seats.exceptions import (
+    AuthenticationRequired,
+    PaymentFailed,
+    SeatError,
+    SeatsInUse,
+    StalePreview,
+)
 from seats.forms import (
     AddConfirmForm,
     AddForm,
@@ -275,11 +281,12 @@ def _addition_confirmed(
         )
     except StalePreview as stale:
         return stale
-    except PaymentFailed as failed:
-        form.add_error(None, _declined(failed))
-        return None
     except SeatError as refused:
-        form.add_error(None, refused.message)
+        if isinstance(refused, AuthenticationRequired):
+            # The bank wants the payer to confirm the charge; the seats come when they do.
+            return redirect(refused.action_url)
+        message = _declined(refused) if isinstance(refused, PaymentFailed) else refused.message
+        form.add_error(None, message)
         return None
     except GatewayError:
         form.add_error(None, GATEWAY_DOWN)

@@ -12,9 +12,16 @@ from seats import services
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    "customer.subscription.pending_update_applied",
 )
 def subscription_changed(event: WebhookEvent) -> None:
     services.seat_subscription_refresh(subscription_id=parse_subscription(event.object).id)
+
+
+@handles("customer.subscription.pending_update_expired")
+def pending_update_expired(event: WebhookEvent) -> None:
+    """Seats added but not paid in time: they never come, and their invoice is void."""
+    services.seat_pending_update_expired(subscription_id=parse_subscription(event.object).id)
 
 
 @handles("invoice.paid")
@@ -32,6 +39,8 @@ def invoice_paid(event: WebhookEvent) -> None:
 def checkout_completed(event: WebhookEvent) -> None:
     session = parse_checkout_session(event.object)
     if session.mode == "subscription" and session.subscription:
+        if session.metadata.get("purpose") == services.METADATA_PURPOSE:
+            services.seats_checkout_card_save(session_id=session.id, status=session.status)
         services.seat_subscription_refresh(subscription_id=session.subscription)
 
 

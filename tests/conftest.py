@@ -94,7 +94,9 @@ def settle() -> None:
     would: the asynchronous half of a payment, run to its end."""
     for _ in range(20):
         pending_events = list(
-            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by("created", "id")
+            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by(
+                "delivery_order", "created", "id"
+            )
         )
         for event in pending_events:
             delivery.sandbox_event_deliver(event_id=event.id)
@@ -142,6 +144,14 @@ def client_for(user: User | None) -> Client:
     if user is not None:
         client.force_login(user)
     return client
+
+
+def pytest_report_header() -> str:
+    from django.conf import settings
+
+    if settings.SANDBOX_SHUFFLE_EVENTS:
+        return f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"
+    return "sandbox events in Stripe's usual order"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -66,7 +66,7 @@ def sandbox_event_deliver(*, event_id: str) -> bool:
 def undelivered_event_ids(*, limit: int = 500) -> list[str]:
     return list(
         SandboxEvent.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=timezone.now())
-        .order_by("created", "id")
+        .order_by("delivery_order", "created", "id")
         .values_list("id", flat=True)[:limit]
     )
 

@@ -1,29 +1,47 @@
-"""The sandbox's behaviour: Stripe's state machines, pro-ration, renewals and retries, each change
-announced as a Stripe-shaped event delivered to the app's webhook endpoint.
+"""The sandbox's behaviour: Stripe's state machines, pro-ration, renewals and retries, refunds,
+disputes and 3-D Secure, each change announced as a Stripe-shaped event delivered to the app's
+webhook endpoint.
 
 Everything reads time from `now()`, the real clock plus the offset `sandbox_advance` adds.
+Where the sandbox knowingly differs from Stripe, docs/decisions.md says so and why.
 """
 
 import calendar
+import random
 import secrets
 import string
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.gateway import CardError
+from payments.gateway import (
+    AUTHENTICATION_MESSAGE,
+    AUTHENTICATION_REQUIRED,
+    NO_PAYMENT_METHOD,
+    NON_RETRYABLE_DECLINE_CODES,
+    CardError,
+    GatewayError,
+)
 from payments.queue import enqueue_after_commit
 from payments.sandbox import objects
 from payments.sandbox.models import (
     SandboxCheckoutSession,
     SandboxClock,
     SandboxCustomer,
+    SandboxDispute,
     SandboxEvent,
     SandboxInvoice,
     SandboxPaymentMethod,
+    SandboxRefund,
     SandboxSubscription,
 )
 
@@ -33,6 +51,7 @@ PENDING_UPDATE_LIFETIME = timedelta(hours=23)
 RENEWAL_FINALIZE_DELAY = timedelta(hours=1)
 CHECKOUT_LIFETIME = timedelta(hours=24)
 _ALPHABET = string.ascii_letters + string.digits
+Behaviour = SandboxPaymentMethod.Behaviour
 
 
 def now() -> datetime:
@@ -51,6 +70,52 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_1Kb" + "".join(secrets.choice(_ALPHABET) for _ in range(21))
 
 
+# Events: one action's events are delivered together, in Stripe's usual order or shuffled.
+
+_local = threading.local()
+_rng_lock = threading.Lock()
+_rng: random.Random | None = None
+# Room for one action's events between two actions' delivery orders.
+_ACTION_SPAN = 1000
+
+
+def _random() -> random.Random:
+    global _rng  # noqa: PLW0603 - one generator per process, seeded once from the settings
+    with _rng_lock:
+        if _rng is None:
+            _rng = random.Random(settings.SANDBOX_SHUFFLE_SEED)  # noqa: S311 - not security
+        return _rng
+
+
+def _action_base() -> int:
+    """A delivery order above every earlier action's (microseconds, strictly increasing)."""
+    base = max(time.time_ns() // 1000, getattr(_local, "last_base", 0) + 1)
+    _local.last_base = base
+    return base * _ACTION_SPAN
+
+
+@contextmanager
+def action() -> Iterator[None]:
+    """One thing a customer, the clock or staff did. Its events are delivered after it, in the
+    order Stripe typically sends them or, with SANDBOX_SHUFFLE_EVENTS, in a random order: Stripe
+    guarantees none (https://docs.stripe.com/webhooks#event-ordering). Nested actions join the
+    outer one."""
+    if getattr(_local, "events", None) is not None:
+        yield
+        return
+    _local.events = []
+    _local.base = _action_base()
+    try:
+        yield
+    finally:
+        events: list[tuple[int, str]] = _local.events
+        _local.events = None
+    from payments.sandbox import tasks
+
+    for _, event_id in sorted(events):
+        enqueue_after_commit(tasks.sandbox_event_deliver, event_id)
+
+
 def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
     """Record an event and deliver it after commit (and again until the app answers 2xx)."""
     from payments.sandbox import tasks
@@ -67,8 +132,20 @@ def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
         "request": {"id": None, "idempotency_key": None},
         "type": event_type,
     }
-    event = SandboxEvent.objects.create(id=event_id, type=event_type, payload=payload)
-    enqueue_after_commit(tasks.sandbox_event_deliver, event_id)
+    batch: list[tuple[int, str]] | None = getattr(_local, "events", None)
+    if batch is None:
+        order = _action_base()
+    elif settings.SANDBOX_SHUFFLE_EVENTS:
+        order = _local.base + _random().randrange(_ACTION_SPAN)
+    else:
+        order = _local.base + len(batch)
+    event = SandboxEvent.objects.create(
+        id=event_id, type=event_type, payload=payload, delivery_order=order
+    )
+    if batch is None:
+        enqueue_after_commit(tasks.sandbox_event_deliver, event_id)
+    else:
+        batch.append((order, event_id))
     return event
 
 
@@ -105,23 +182,62 @@ def next_period_end(anchor: datetime, current_end: datetime) -> datetime:
     return add_months(anchor, months + 1)
 
 
-# Cards
+# Cards: Stripe's test cards (https://docs.stripe.com/testing)
 
-TEST_CARDS: dict[str, tuple[str, str | None]] = {
-    # number: (brand, None if usable else the decline code at entry)
-    "4242424242424242": ("visa", None),
-    "4000056655665556": ("visa", None),
-    "5555555555554444": ("mastercard", None),
-    "378282246310005": ("amex", None),
-    "4000000000000341": ("visa", None),
-    "4000000000009995": ("visa", "insufficient_funds"),
-    "4000000000000002": ("visa", "generic_decline"),
-}
-FAILS_ON_CHARGE = {"4000000000000341"}
+
+@dataclass(frozen=True)
+class TestCard:
+    brand: str
+    behaviour: str = Behaviour.SUCCEEDS
+    error_code: str = ""
+    decline_code: str = ""
+    # Stripe refuses to attach a card that simulates an issuer decline: paying with it fails at
+    # once. The sandbox's card page attaches 9987 and 0069 all the same, standing in for Stripe's
+    # tok_visa_chargeCustomerFailLostCard token, so that a renewal can fail with those codes
+    # (docs/decisions.md).
+    declines_at_entry: bool = False
+    card_page_attaches: bool = False
+
+
+TEST_CARDS: dict[str, TestCard] = {
+    "4242424242424242": TestCard("visa"),
+    "4000056655665556": TestCard("visa"),
+    "5555555555554444": TestCard("mastercard"),
+    "378282246310005": TestCard("amex"),
+    # "Attaching this card to a Customer object succeeds, but attempts to charge the customer
+    # fail."
+    "4000000000000341": TestCard(
+        "visa", Behaviour.FAILS_ON_CHARGE, "card_declined", "generic_decline",
+    ),
+    "4000000000009995": TestCard(
+        "visa", Behaviour.FAILS_ON_CHARGE, "card_declined", "insufficient_funds",
+        declines_at_entry=True,
+    ),
+    "4000000000000002": TestCard(
+        "visa", Behaviour.FAILS_ON_CHARGE, "card_declined", "generic_decline",
+        declines_at_entry=True,
+    ),
+    "4000000000009987": TestCard(
+        "visa", Behaviour.FAILS_ON_CHARGE, "card_declined", "lost_card",
+        declines_at_entry=True, card_page_attaches=True,
+    ),
+    "4000000000000069": TestCard(
+        "visa", Behaviour.FAILS_ON_CHARGE, "expired_card", "",
+        declines_at_entry=True, card_page_attaches=True,
+    ),
+    # "Always authenticate: requires authentication on all transactions, regardless of how the
+    # card is set up."
+    "4000002760003184": TestCard("visa", Behaviour.REQUIRES_AUTHENTICATION),
+}  # fmt: skip
 DECLINE_MESSAGES = {
     "insufficient_funds": "Your card has insufficient funds.",
-    "generic_decline": "Your card was declined.",
+    "expired_card": "Your card has expired.",
 }
+DECLINED = "Your card was declined."
+
+
+def decline_message(*, code: str, decline_code: str) -> str:
+    return DECLINE_MESSAGES.get(decline_code) or DECLINE_MESSAGES.get(code) or DECLINED
 
 
 def _luhn_ok(number: str) -> bool:
@@ -138,8 +254,9 @@ class Card:
     cvc: str
 
 
-def card_check(card: Card) -> tuple[str, str]:
-    """(brand, behaviour) for a usable test card; CardError with Stripe's message otherwise."""
+def card_check(card: Card, *, card_page: bool = False) -> TestCard:
+    """The test card's behaviour; CardError with Stripe's message when it is refused at entry
+    (a malformed card, or one that declines at once)."""
     number = "".join(ch for ch in card.number if ch.isdigit())
     if len(number) < 13 or not _luhn_ok(number):
         raise CardError("Your card number is incorrect.", code="incorrect_number")
@@ -156,31 +273,38 @@ def card_check(card: Card) -> tuple[str, str]:
             code="card_declined",
             decline_code="test_mode_live_card",
         )
-    brand, decline = TEST_CARDS[number]
-    if decline:
-        raise CardError(DECLINE_MESSAGES[decline], code="card_declined", decline_code=decline)
-    behaviour = (
-        SandboxPaymentMethod.Behaviour.FAILS_ON_CHARGE
-        if number in FAILS_ON_CHARGE
-        else SandboxPaymentMethod.Behaviour.SUCCEEDS
-    )
-    return brand, behaviour
+    test_card = TEST_CARDS[number]
+    if test_card.declines_at_entry and not (card_page and test_card.card_page_attaches):
+        raise CardError(
+            decline_message(code=test_card.error_code, decline_code=test_card.decline_code),
+            code=test_card.error_code,
+            decline_code=test_card.decline_code,
+        )
+    return test_card
 
 
 def payment_method_attach(
-    *, customer: SandboxCustomer, card: Card, make_default: bool = True
+    *,
+    customer: SandboxCustomer,
+    card: Card,
+    make_default: bool = True,
+    card_page: bool = True,
 ) -> SandboxPaymentMethod:
-    """Attach a card (CardError if it is declined at entry), optionally as the default."""
-    brand, behaviour = card_check(card)
+    """Attach a card (CardError if it is declined at entry), optionally as the default.
+    `card_page`: entered on the page that saves a card (Stripe: a SetupIntent), rather than to
+    pay at once (Checkout, an invoice's page)."""
+    test_card = card_check(card, card_page=card_page)
     number = "".join(ch for ch in card.number if ch.isdigit())
     payment_method = SandboxPaymentMethod.objects.create(
         id=new_id("pm"),
         customer=customer,
-        brand=brand,
+        brand=test_card.brand,
         last4=number[-4:],
         exp_month=card.exp_month,
         exp_year=card.exp_year,
-        behaviour=behaviour,
+        behaviour=test_card.behaviour,
+        error_code=test_card.error_code,
+        decline_code=test_card.decline_code,
     )
     emit("payment_method.attached", objects.payment_method_json(payment_method))
     if make_default:
@@ -195,6 +319,12 @@ def payment_method_make_default(
         customer.default_payment_method = payment_method
         customer.save(update_fields=["default_payment_method"])
         emit("customer.updated", objects.customer_json(customer))
+
+
+def authentication_url(payment_intent: str, return_url: str = "") -> str:
+    """The sandbox's stand-in for the bank's 3-D Secure page."""
+    url = objects.site_url("sandbox_authenticate", payment_intent)
+    return f"{url}?{urlencode({'next': return_url})}" if return_url else url
 
 
 # Invoices
@@ -218,6 +348,7 @@ def invoice_create(
     description: str = "",
     metadata: dict[str, str] | None = None,
     finalize_at: datetime | None = None,
+    currency: str = "usd",
 ) -> SandboxInvoice:
     invoice = SandboxInvoice.objects.create(
         id=new_id("in"),
@@ -225,6 +356,7 @@ def invoice_create(
         subscription=subscription,
         billing_reason=billing_reason,
         description=description,
+        currency=currency,
         amount_due=sum(line["amount"] for line in lines),
         lines=lines,
         metadata=metadata or {},
@@ -245,9 +377,12 @@ def invoice_finalize(invoice: SandboxInvoice) -> SandboxInvoice:
     invoice.number = _next_invoice_number()
     invoice.finalized_at = now()
     invoice.auto_finalize_at = None
+    # "the PaymentIntent that Stripe creates during invoice finalization"
     invoice.payment_intent = new_id("pi")
+    invoice.payment_intent_status = "requires_payment_method"
     invoice.save()
     emit("invoice.finalized", objects.invoice_json(invoice))
+    emit("payment_intent.created", objects.invoice_payment_intent_json(invoice))
     return invoice
 
 
@@ -259,68 +394,164 @@ def _subscription_set_status(subscription: SandboxSubscription, status: str) -> 
         emit("customer.subscription.updated", objects.subscription_json(subscription))
 
 
+def _charged_card(
+    invoice: SandboxInvoice, payment_method: SandboxPaymentMethod | None
+) -> SandboxPaymentMethod | None:
+    """The card an attempt charges: the one given, else the subscription's own default, else the
+    customer's default (https://docs.stripe.com/billing/revenue-recovery/smart-retries). A card
+    that is merely attached is never charged."""
+    if payment_method is not None:
+        return payment_method
+    subscription = invoice.subscription
+    if subscription is not None and subscription.default_payment_method is not None:
+        return subscription.default_payment_method
+    return invoice.customer.default_payment_method
+
+
+def _retry_skipped(invoice: SandboxInvoice, card: SandboxPaymentMethod | None) -> bool:
+    """After a non-retryable decline, "the scheduled retries continue but the payment only
+    executes if you obtain a new payment method" (Stripe, smart retries)."""
+    return bool(
+        invoice.attempt_count
+        and {invoice.last_error_code, invoice.last_decline_code} & NON_RETRYABLE_DECLINE_CODES
+        and card is not None
+        and card.pk == invoice.attempt_payment_method_id
+    )
+
+
+def _schedule_retry(invoice: SandboxInvoice, *, card: SandboxPaymentMethod | None) -> None:
+    retried = invoice.subscription_id and invoice.billing_reason != "subscription_update"
+    if card is None or not retried or invoice.attempt_count > len(RETRY_SCHEDULE_DAYS):
+        # No card: Stripe does not retry. One-off invoices and pending updates: no schedule.
+        invoice.next_payment_attempt = None
+        return
+    assert invoice.first_failed_at is not None
+    invoice.next_payment_attempt = invoice.first_failed_at + timedelta(
+        days=RETRY_SCHEDULE_DAYS[invoice.attempt_count - 1]
+    )
+
+
 def invoice_attempt(
     invoice: SandboxInvoice,
     *,
     automatic: bool = False,
     payment_method: SandboxPaymentMethod | None = None,
+    return_url: str = "",
 ) -> CardError | None:
-    """Charge a card (the customer's default unless given) for an open invoice. None when paid."""
-    payment_method = payment_method or invoice.customer.default_payment_method
+    """Charge a card for an open invoice (the customer's default unless given). None when paid;
+    the CardError otherwise, with `action_url` when the payer must authenticate."""
+    card = _charged_card(invoice, payment_method)
+    at = now()
+    if automatic and _retry_skipped(invoice, card):
+        invoice.attempt_count += 1
+        _schedule_retry(invoice, card=card)
+        invoice.save()
+        emit("invoice.updated", objects.invoice_json(invoice))
+        _retries_ended(invoice, automatic=automatic)
+        return CardError(
+            invoice.last_payment_error or DECLINED,
+            code=invoice.last_error_code or "card_declined",
+            decline_code=invoice.last_decline_code,
+            invoice_id=invoice.id,
+        )
     error: CardError | None = None
     if invoice.amount_due > 0:
-        if payment_method is None:
+        if card is None:
             error = CardError(
-                "There is no saved card to charge; add a payment method.",
-                code="payment_method_missing",
+                "There is no saved card to charge; add a payment method.", code=NO_PAYMENT_METHOD
             )
-        elif payment_method.behaviour == SandboxPaymentMethod.Behaviour.FAILS_ON_CHARGE:
+        elif card.behaviour == Behaviour.FAILS_ON_CHARGE:
             error = CardError(
-                "Your card was declined.", code="card_declined", decline_code="generic_decline"
+                decline_message(code=card.error_code, decline_code=card.decline_code),
+                code=card.error_code or "card_declined",
+                decline_code=card.decline_code,
+            )
+        elif card.behaviour == Behaviour.REQUIRES_AUTHENTICATION:
+            error = CardError(
+                AUTHENTICATION_MESSAGE,
+                code=AUTHENTICATION_REQUIRED,
+                decline_code=AUTHENTICATION_REQUIRED,
+                action_url=authentication_url(invoice.payment_intent, return_url),
             )
     invoice.attempt_count += 1
     if error is None:
-        invoice_mark_paid(invoice)
+        invoice_mark_paid(invoice, payment_method=card)
         return None
     error.invoice_id = invoice.id
-    at = now()
     invoice.first_failed_at = invoice.first_failed_at or at
     invoice.last_payment_error = error.message
-    retries_left = invoice.subscription_id and invoice.billing_reason != "subscription_update"
-    if retries_left and invoice.attempt_count <= len(RETRY_SCHEDULE_DAYS):
-        invoice.next_payment_attempt = invoice.first_failed_at + timedelta(
-            days=RETRY_SCHEDULE_DAYS[invoice.attempt_count - 1]
-        )
-    else:
-        invoice.next_payment_attempt = None
-    invoice.save()
+    invoice.last_error_code, invoice.last_decline_code = error.code, error.decline_code
+    invoice.attempt_payment_method = card
+    _schedule_retry(invoice, card=card)
     error_json = {
         "type": "card_error",
         "code": error.code,
         "decline_code": error.decline_code or None,
         "message": error.message,
     }
-    emit(
-        "payment_intent.payment_failed",
-        objects.payment_intent_json(invoice, status="requires_payment_method", error=error_json),
-    )
+    if error.action_url:
+        invoice.payment_intent_status = "requires_action"
+        invoice.save()
+        emit("payment_intent.requires_action", objects.invoice_payment_intent_json(invoice))
+        emit("invoice.payment_action_required", objects.invoice_json(invoice))
+    else:
+        invoice.payment_intent_status = "requires_payment_method"
+        invoice.save()
+        if card is not None:
+            emit("charge.failed", objects.charge_json(invoice, failure=error_json, card=card))
+        emit(
+            "payment_intent.payment_failed",
+            objects.invoice_payment_intent_json(invoice, error=error_json),
+        )
+    # "If a payment fails or if it requires customer authentication ... invoice.payment_failed"
+    # (https://docs.stripe.com/billing/subscriptions/overview).
     emit("invoice.payment_failed", objects.invoice_json(invoice))
-    subscription = invoice.subscription
-    if subscription is not None and invoice.billing_reason in ("subscription_cycle",):
-        exhausted = invoice.next_payment_attempt is None and automatic
-        _subscription_set_status(subscription, "unpaid" if exhausted else "past_due")
+    emit("invoice.updated", objects.invoice_json(invoice))
+    _retries_ended(invoice, automatic=automatic)
     return error
 
 
-def invoice_mark_paid(invoice: SandboxInvoice) -> None:
+def _retries_ended(invoice: SandboxInvoice, *, automatic: bool) -> None:
+    """A renewal that fails is past due; after the last retry the subscription becomes what the
+    Stripe dashboard's setting says (SANDBOX_END_OF_RETRIES: unpaid, cancel or past_due)."""
+    subscription = invoice.subscription
+    if subscription is None or invoice.billing_reason != "subscription_cycle":
+        return
+    final = automatic and invoice.attempt_count > len(RETRY_SCHEDULE_DAYS)
+    if not final:
+        _subscription_set_status(subscription, "past_due")
+        return
+    outcome = settings.SANDBOX_END_OF_RETRIES
+    if outcome == "cancel":
+        subscription_end(subscription)
+    elif outcome == "unpaid":
+        _subscription_set_status(subscription, "unpaid")
+    else:
+        _subscription_set_status(subscription, "past_due")
+
+
+def invoice_mark_paid(
+    invoice: SandboxInvoice, *, payment_method: SandboxPaymentMethod | None = None
+) -> None:
     invoice.status = "paid"
     invoice.amount_paid = invoice.amount_due
+    invoice.attempt_count = max(invoice.attempt_count, 1)
     invoice.paid_at = now()
     invoice.next_payment_attempt = None
     invoice.last_payment_error = ""
+    invoice.last_error_code = invoice.last_decline_code = ""
+    invoice.payment_intent_status = "succeeded"
+    invoice.attempt_payment_method = payment_method or invoice.attempt_payment_method
+    if invoice.amount_paid > 0:
+        invoice.charge = new_id("ch")
     invoice.save()
-    emit("payment_intent.succeeded", objects.payment_intent_json(invoice, status="succeeded"))
+    if invoice.charge:
+        emit("charge.succeeded", objects.charge_json(invoice))
+    emit("payment_intent.succeeded", objects.invoice_payment_intent_json(invoice))
+    emit("invoice_payment.paid", objects.invoice_payment_json(invoice))
     emit("invoice.paid", objects.invoice_json(invoice))
+    emit("invoice.payment_succeeded", objects.invoice_json(invoice))
+    emit("invoice.updated", objects.invoice_json(invoice))
     subscription = invoice.subscription
     if subscription is None:
         return
@@ -333,6 +564,10 @@ def invoice_mark_paid(invoice: SandboxInvoice) -> None:
         subscription.updated = now()
         subscription.save()
         emit("customer.subscription.updated", objects.subscription_json(subscription))
+        emit(
+            "customer.subscription.pending_update_applied",
+            objects.subscription_json(subscription),
+        )
         return
     # Paying the open invoice of a subscription makes it active again (from incomplete,
     # past_due or unpaid), unless a newer invoice is still unpaid.
@@ -351,6 +586,121 @@ def invoice_void(invoice: SandboxInvoice) -> None:
     invoice.next_payment_attempt = None
     invoice.save()
     emit("invoice.voided", objects.invoice_json(invoice))
+    emit("invoice.updated", objects.invoice_json(invoice))
+
+
+def invoice_authenticated(invoice: SandboxInvoice, *, complete: bool) -> CardError | None:
+    """The payer answered their bank for the payment waiting on them: the same attempt completes
+    (no new attempt is counted), or fails with payment_intent_authentication_failure."""
+    card = invoice.attempt_payment_method
+    if complete:
+        invoice_mark_paid(invoice, payment_method=card)
+        return None
+    error = CardError(
+        "We are unable to authenticate your payment method. Please choose a different payment "
+        "method and try again.",
+        code="payment_intent_authentication_failure",
+        invoice_id=invoice.id,
+    )
+    invoice.payment_intent_status = "requires_payment_method"
+    invoice.last_payment_error = error.message
+    invoice.last_error_code, invoice.last_decline_code = error.code, ""
+    invoice.save()
+    error_json = {"type": "card_error", "code": error.code, "message": error.message}
+    emit(
+        "payment_intent.payment_failed",
+        objects.invoice_payment_intent_json(invoice, error=error_json),
+    )
+    emit("invoice.updated", objects.invoice_json(invoice))
+    return error
+
+
+# Refunds and disputes (https://docs.stripe.com/refunds, https://docs.stripe.com/disputes)
+
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def _open_dispute(invoice: SandboxInvoice) -> SandboxDispute | None:
+    return invoice.disputes.exclude(status__in=["won", "lost", "warning_closed"]).first()
+
+
+def refund_create(
+    invoice: SandboxInvoice,
+    *,
+    amount: int | None = None,
+    reason: str = "",
+    metadata: dict[str, str] | None = None,
+) -> SandboxRefund:
+    """A refund of all (amount None) or part of what is left of the invoice's charge. Stripe
+    refuses more than is left, and a charge already charged back."""
+    if invoice.status != "paid" or not invoice.charge:
+        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to refund.")
+    if reason and reason not in REFUND_REASONS:
+        raise GatewayError(f"Invalid reason {reason!r}: use one of {', '.join(REFUND_REASONS)}.")
+    if _open_dispute(invoice) or invoice.disputes.filter(status="lost").exists():
+        raise GatewayError(f"Charge {invoice.charge} has been charged back; it cannot be refunded.")
+    remaining = invoice.amount_paid - invoice.amount_refunded
+    if remaining <= 0:
+        raise GatewayError(f"Charge {invoice.charge} has already been refunded.")
+    amount = remaining if amount is None else amount
+    if amount <= 0:
+        raise GatewayError("A refund must be a positive amount.")
+    if amount > remaining:
+        raise GatewayError(
+            f"Refund amount (${amount / 100:,.2f}) is greater than unrefunded amount on charge "
+            f"(${remaining / 100:,.2f})"
+        )
+    refund = SandboxRefund.objects.create(
+        id=new_id("re"),
+        invoice=invoice,
+        amount=amount,
+        reason=reason,
+        metadata=metadata or {},
+        created=now(),
+    )
+    invoice.amount_refunded += amount
+    invoice.save(update_fields=["amount_refunded"])
+    # The invoice stays paid: Stripe has no refunded invoice state.
+    emit("charge.refunded", objects.charge_json(invoice))
+    emit("refund.created", objects.refund_json(refund))
+    return refund
+
+
+def dispute_open(
+    invoice: SandboxInvoice, *, amount: int | None = None, reason: str = "fraudulent"
+) -> SandboxDispute:
+    """A cardholder's chargeback: the disputed amount is withdrawn at once."""
+    if invoice.status != "paid" or not invoice.charge:
+        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to dispute.")
+    if invoice.disputes.exists():
+        raise GatewayError(
+            f"Charge {invoice.charge} is already disputed; a charge has one dispute."
+        )
+    disputable = invoice.amount_paid - invoice.amount_refunded
+    amount = disputable if amount is None else amount
+    if not 0 < amount <= disputable:
+        raise GatewayError(f"A dispute of this charge is for at most ${disputable / 100:,.2f}.")
+    dispute = SandboxDispute.objects.create(
+        id=new_id("du"), invoice=invoice, amount=amount, reason=reason, created=now()
+    )
+    emit("charge.dispute.created", objects.dispute_json(dispute))
+    emit("charge.dispute.funds_withdrawn", objects.dispute_json(dispute))
+    emit("charge.updated", objects.charge_json(invoice))
+    return dispute
+
+
+def dispute_close(dispute: SandboxDispute, *, outcome: str) -> SandboxDispute:
+    if outcome not in ("won", "lost"):
+        raise GatewayError("A dispute closes as won or lost.")
+    if dispute.status in ("won", "lost"):
+        raise GatewayError(f"Dispute {dispute.id} is already closed ({dispute.status}).")
+    dispute.status = outcome
+    dispute.closed_at = now()
+    dispute.save(update_fields=["status", "closed_at"])
+    emit("charge.dispute.closed", objects.dispute_json(dispute))
+    if outcome == "won":
+        emit("charge.dispute.funds_reinstated", objects.dispute_json(dispute))
+    return dispute
 
 
 # Subscriptions
@@ -423,18 +773,30 @@ def subscription_start(
         period_start=start,
         period_end=start,
         metadata=metadata,
+        currency=price.currency,
     )
     invoice_finalize(invoice)
     return subscription, invoice
 
 
+def subscription_end(subscription: SandboxSubscription, *, at: datetime | None = None) -> None:
+    """Canceled: at the period's end as asked, or by the end of retries ("cancel the
+    subscription"), which also stops collecting its open invoices."""
+    at = at or now()
+    subscription.status = "canceled"
+    subscription.ended_at = at
+    subscription.canceled_at = subscription.canceled_at or at
+    subscription.updated = now()
+    subscription.save()
+    SandboxInvoice.objects.filter(subscription=subscription, status="open").update(
+        next_payment_attempt=None
+    )
+    emit("customer.subscription.deleted", objects.subscription_json(subscription))
+
+
 def subscription_renew(subscription: SandboxSubscription) -> None:
     if subscription.cancel_at_period_end:
-        subscription.status = "canceled"
-        subscription.ended_at = subscription.current_period_end
-        subscription.canceled_at = subscription.canceled_at or subscription.current_period_end
-        subscription.save()
-        emit("customer.subscription.deleted", objects.subscription_json(subscription))
+        subscription_end(subscription, at=subscription.current_period_end)
         return
     start = subscription.current_period_end
     end = next_period_end(subscription.billing_cycle_anchor, start)
@@ -451,7 +813,22 @@ def subscription_renew(subscription: SandboxSubscription) -> None:
         period_end=start,
         metadata=subscription.metadata,
         finalize_at=start + RENEWAL_FINALIZE_DELAY,
+        currency=subscription.price.currency,
     )
+
+
+def pending_update_expire(subscription: SandboxSubscription) -> None:
+    """ "If you don't take any action after an update fails, the invoice is voided and the pending
+    update is discarded after the expired_at time"
+    (https://docs.stripe.com/billing/subscriptions/pending-updates-reference)."""
+    invoice = subscription.pending_invoice
+    subscription.pending_quantity = subscription.pending_expires_at = None
+    subscription.pending_invoice = None
+    subscription.updated = now()
+    subscription.save()
+    emit("customer.subscription.pending_update_expired", objects.subscription_json(subscription))
+    if invoice is not None and invoice.status == "open":
+        invoice_void(invoice)
 
 
 def checkout_expire(session: SandboxCheckoutSession) -> None:
@@ -495,11 +872,7 @@ def _due_work(at: datetime) -> bool:
         .first()
     )
     if pending:
-        if pending.pending_invoice and pending.pending_invoice.status == "open":
-            invoice_void(pending.pending_invoice)
-        pending.pending_quantity = pending.pending_expires_at = pending.pending_invoice = None
-        pending.save()
-        emit("customer.subscription.updated", objects.subscription_json(pending))
+        pending_update_expire(pending)
         return True
     session = (
         SandboxCheckoutSession.objects.select_for_update(skip_locked=True)
@@ -517,7 +890,7 @@ def tick(*, limit: int = 10_000) -> int:
     done = 0
     at = now()
     while done < limit:
-        with transaction.atomic():
+        with transaction.atomic(), action():
             if not _due_work(at):
                 break
         done += 1

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from django.core import signing
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Model
 
 from payments.gateway import (
@@ -15,29 +15,37 @@ from payments.gateway import (
     Charge,
     CheckoutSession,
     CustomerDetails,
+    Dispute,
     GatewayError,
     Invoice,
+    PaymentAttempt,
     PaymentMethod,
     Price,
     ProrationPreview,
     QuantityChange,
+    Refund,
     Subscription,
     parse_checkout_session,
+    parse_dispute,
     parse_invoice,
     parse_invoice_line,
     parse_payment_method,
     parse_price,
+    parse_refund,
     parse_subscription,
 )
 from payments.sandbox import engine, objects
 from payments.sandbox.models import (
     SandboxCheckoutSession,
     SandboxCustomer,
+    SandboxDispute,
     SandboxIdempotencyKey,
     SandboxInvoice,
     SandboxPrice,
+    SandboxRefund,
     SandboxSubscription,
 )
+from payments.tax_ids import tax_id_valid
 
 PAGE_SALT = "sandbox-customer-page"
 _M = TypeVar("_M", bound=Model)
@@ -76,9 +84,27 @@ def _address(details: CustomerDetails) -> dict[str, str]:
 
 
 def _tax_ids(details: CustomerDetails) -> list[dict[str, str]]:
+    """Stripe checks a tax ID's format for its type when it is created and refuses a malformed
+    one with an invalid_request_error (https://docs.stripe.com/billing/customer/tax-ids)."""
     if not details.tax_id:
         return []
+    if not tax_id_valid(details.tax_id_type, details.tax_id):
+        raise GatewayError(
+            f"Invalid value for {details.tax_id_type}: {details.tax_id!r} (invalid_request_error)"
+        )
     return [{"id": f"txi_{details.tax_id}", "type": details.tax_id_type, "value": details.tax_id}]
+
+
+def _failure(invoice: SandboxInvoice, *, return_url: str = "") -> CardError:
+    """The failure of the invoice's last attempt, as it was reported the first time."""
+    waiting = invoice.payment_intent_status == "requires_action"
+    return CardError(
+        invoice.last_payment_error or engine.DECLINED,
+        code=invoice.last_error_code or "card_declined",
+        decline_code=invoice.last_decline_code,
+        invoice_id=invoice.id,
+        action_url=engine.authentication_url(invoice.payment_intent, return_url) if waiting else "",
+    )
 
 
 class SandboxGateway(BillingGateway):
@@ -88,9 +114,16 @@ class SandboxGateway(BillingGateway):
         """Run `make` (which returns the id of what it made) once per idempotency key."""
         if (known := _remembered(key)) is not None:
             return known
-        with transaction.atomic():
-            object_id = make()
-            _remember(key, object_id)
+        try:
+            with engine.action(), transaction.atomic():
+                object_id = make()
+                _remember(key, object_id)
+        except IntegrityError:
+            # The same request raced this one and won (its work is kept, this one's rolled
+            # back): answer with the first result, as Stripe does.
+            if (known := _remembered(key)) is not None:
+                return known
+            raise
         return object_id
 
     # Customers and payment methods
@@ -115,13 +148,13 @@ class SandboxGateway(BillingGateway):
 
         return self._once(idempotency_key, make)
 
-    @transaction.atomic
     def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None:
-        customer = _get(SandboxCustomer, customer_id)
-        customer.name, customer.email = details.name, details.email
-        customer.address, customer.tax_ids = _address(details), _tax_ids(details)
-        customer.save()
-        engine.emit("customer.updated", objects.customer_json(customer))
+        with engine.action(), transaction.atomic():
+            customer = _get(SandboxCustomer, customer_id)
+            customer.name, customer.email = details.name, details.email
+            customer.address, customer.tax_ids = _address(details), _tax_ids(details)
+            customer.save()
+            engine.emit("customer.updated", objects.customer_json(customer))
 
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
         customer = _get(SandboxCustomer, customer_id)
@@ -158,9 +191,11 @@ class SandboxGateway(BillingGateway):
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         idempotency_key: str,
+        return_url: str = "",
     ) -> Charge:
         failures: list[CardError] = []
 
@@ -174,6 +209,7 @@ class SandboxGateway(BillingGateway):
                 quantity=1,
                 period_start=at,
                 period_end=at,
+                currency=currency,
             )
             engine.emit(
                 "invoiceitem.created", objects.invoiceitem_json(customer.id, line, metadata, at)
@@ -186,9 +222,10 @@ class SandboxGateway(BillingGateway):
                 period_end=at,
                 description=description,
                 metadata=metadata,
+                currency=currency,
             )
             engine.invoice_finalize(invoice)
-            if error := engine.invoice_attempt(invoice):
+            if error := engine.invoice_attempt(invoice, return_url=return_url):
                 failures.append(error)
             return invoice.id
 
@@ -197,13 +234,7 @@ class SandboxGateway(BillingGateway):
         parsed = parse_invoice(objects.invoice_json(invoice))
         if parsed.paid:
             return Charge(invoice=parsed)
-        failure = (
-            failures[0]
-            if failures
-            else CardError(
-                invoice.last_payment_error or "Your card was declined.", invoice_id=invoice.id
-            )
-        )
+        failure = failures[0] if failures else _failure(invoice, return_url=return_url)
         return Charge(invoice=parsed, failure=failure)
 
     def _checkout(
@@ -227,6 +258,7 @@ class SandboxGateway(BillingGateway):
         *,
         customer_id: str,
         amount: int,
+        currency: str,
         description: str,
         metadata: dict[str, str],
         success_url: str,
@@ -238,6 +270,7 @@ class SandboxGateway(BillingGateway):
             customer=_get(SandboxCustomer, customer_id),
             mode="payment",
             amount=amount,
+            currency=currency,
             description=description,
             metadata=metadata,
             success_url=success_url,
@@ -263,6 +296,7 @@ class SandboxGateway(BillingGateway):
             price=price,
             quantity=quantity,
             amount=price.unit_amount * quantity,
+            currency=price.currency,
             description=f"{quantity} × {price.product_name}",
             metadata=metadata,
             success_url=success_url,
@@ -275,8 +309,29 @@ class SandboxGateway(BillingGateway):
         )
 
     def checkout_session_save_card(self, *, session_id: str) -> None:
-        """The sandbox's Checkout already made the card the default when it completed."""
-        _get(SandboxCheckoutSession, session_id)
+        """As with Stripe: the card the completed Checkout collected becomes the customer's
+        default, and the subscription's own default (set by Checkout) is cleared so that the
+        customer's default, replaced later on the card page, is what renewals charge."""
+        with engine.action(), transaction.atomic():
+            session = (
+                SandboxCheckoutSession.objects.select_for_update(of=("self",))
+                .select_related("customer", "payment_method", "subscription")
+                .filter(pk=session_id)
+                .first()
+            )
+            if session is None:
+                raise GatewayError(f"No such checkout.session: '{session_id}'")
+            if session.status != "complete" or session.payment_method is None:
+                return
+            engine.payment_method_make_default(session.customer, session.payment_method)
+            subscription = session.subscription
+            if subscription is not None and subscription.default_payment_method_id:
+                subscription.default_payment_method = None
+                subscription.updated = engine.now()
+                subscription.save(update_fields=["default_payment_method", "updated"])
+                engine.emit(
+                    "customer.subscription.updated", objects.subscription_json(subscription)
+                )
 
     # Subscriptions
 
@@ -291,9 +346,11 @@ class SandboxGateway(BillingGateway):
     ) -> Subscription:
         if (known := _remembered(idempotency_key)) is not None:
             return self.subscription_retrieve(subscription_id=known)
-        # error_if_incomplete: a failed first payment leaves nothing behind, as with Stripe.
+        # error_if_incomplete: a failed first payment leaves nothing behind, as with Stripe; so
+        # does one that needs authentication ("if a payment method requires 3DS authentication
+        # ... the subscription creation fails with 402").
         try:
-            with transaction.atomic():
+            with engine.action(), transaction.atomic():
                 customer = _get(SandboxCustomer, customer_id)
                 subscription, invoice = engine.subscription_start(
                     customer=customer,
@@ -305,7 +362,7 @@ class SandboxGateway(BillingGateway):
                     raise error
                 _remember(idempotency_key, subscription.id)
         except CardError as error:
-            error.invoice_id = ""
+            error.invoice_id = error.action_url = ""
             raise
         return self.subscription_retrieve(subscription_id=subscription.id)
 
@@ -383,21 +440,14 @@ class SandboxGateway(BillingGateway):
             )
         invoice = self.invoice_retrieve(invoice_id=result_id)
         if not invoice.paid:
-            raise (
-                failures[0]
-                if failures
-                else CardError(
-                    _get(SandboxInvoice, result_id).last_payment_error or "Your card was declined.",
-                    invoice_id=result_id,
-                )
-            )
+            raise failures[0] if failures else _failure(_get(SandboxInvoice, result_id))
         return QuantityChange(
             subscription=self.subscription_retrieve(subscription_id=subscription_id),
             invoice=invoice,
         )
 
     def _set_cancel_at_period_end(self, subscription_id: str, value: bool) -> Subscription:
-        with transaction.atomic():
+        with engine.action(), transaction.atomic():
             subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
             if subscription.status == "canceled":
                 raise GatewayError("The subscription has ended; start a new one.")
@@ -430,7 +480,14 @@ class SandboxGateway(BillingGateway):
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
         return parse_invoice(objects.invoice_json(_get(SandboxInvoice, invoice_id)))
 
-    def invoice_pay(self, *, invoice_id: str, idempotency_key: str) -> Invoice:
+    def invoice_pay(
+        self,
+        *,
+        invoice_id: str,
+        idempotency_key: str,
+        off_session: bool = True,
+        return_url: str = "",
+    ) -> Invoice:
         failures: list[CardError] = []
 
         def make() -> str:
@@ -439,7 +496,7 @@ class SandboxGateway(BillingGateway):
                 engine.invoice_finalize(invoice)
             if invoice.status != "open":
                 raise GatewayError(f"Invoice {invoice.number or invoice.id} is {invoice.status}.")
-            if error := engine.invoice_attempt(invoice):
+            if error := engine.invoice_attempt(invoice, return_url=return_url):
                 failures.append(error)
             return invoice.id
 
@@ -448,6 +505,69 @@ class SandboxGateway(BillingGateway):
             raise failures[0]
         invoice = self.invoice_retrieve(invoice_id=invoice_id)
         if not invoice.paid:  # a repeat of a request that failed: the same failure again
-            message = _get(SandboxInvoice, invoice_id).last_payment_error
-            raise CardError(message or "Your card was declined.", invoice_id=invoice_id)
+            raise _failure(_get(SandboxInvoice, invoice_id), return_url=return_url)
         return invoice
+
+    def invoice_void(self, *, invoice_id: str) -> Invoice:
+        with engine.action(), transaction.atomic():
+            invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
+            if invoice is None:
+                raise GatewayError(f"No such invoice: '{invoice_id}'")
+            if invoice.status in ("draft", "open", "uncollectible"):
+                engine.invoice_void(invoice)
+            elif invoice.status != "void":
+                raise GatewayError(
+                    f"You can only void an open invoice; {invoice.number} is {invoice.status}."
+                )
+        return self.invoice_retrieve(invoice_id=invoice_id)
+
+    def invoice_last_payment(self, *, invoice_id: str) -> PaymentAttempt | None:
+        invoice = _get(SandboxInvoice, invoice_id)
+        if not invoice.attempt_count or not invoice.payment_intent:
+            return None
+        return PaymentAttempt(
+            payment_intent=invoice.payment_intent,
+            status=invoice.payment_intent_status,
+            code=invoice.last_error_code,
+            decline_code=invoice.last_decline_code,
+            message=invoice.last_payment_error,
+        )
+
+    # Refunds and disputes
+
+    def payment_invoice_id(self, *, payment_intent: str) -> str:
+        if not payment_intent:
+            return ""
+        found = (
+            SandboxInvoice.objects.filter(payment_intent=payment_intent)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        return found or ""
+
+    def refund_create(
+        self,
+        *,
+        invoice_id: str,
+        amount: int,
+        reason: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Refund:
+        def make() -> str:
+            invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
+            if invoice is None:
+                raise GatewayError(f"No such invoice: '{invoice_id}'")
+            return engine.refund_create(invoice, amount=amount, reason=reason, metadata=metadata).id
+
+        refund_id = self._once(idempotency_key, make)
+        return parse_refund(objects.refund_json(_get(SandboxRefund, refund_id)))
+
+    def refund_list(self, *, payment_intent: str) -> list[Refund]:
+        refunds = SandboxRefund.objects.filter(invoice__payment_intent=payment_intent).order_by(
+            "-created", "-id"
+        )
+        return [parse_refund(objects.refund_json(refund)) for refund in refunds]
+
+    def dispute_retrieve(self, *, dispute_id: str) -> Dispute:
+        return parse_dispute(objects.dispute_json(_get(SandboxDispute, dispute_id)))

@@ -39,6 +39,7 @@ class SandboxPaymentMethod(models.Model):
     class Behaviour(models.TextChoices):
         SUCCEEDS = "succeeds"
         FAILS_ON_CHARGE = "fails_on_charge"
+        REQUIRES_AUTHENTICATION = "requires_authentication"
 
     id = models.CharField(primary_key=True, max_length=40)
     customer = models.ForeignKey(
@@ -48,7 +49,10 @@ class SandboxPaymentMethod(models.Model):
     last4 = models.CharField(max_length=4)
     exp_month = models.PositiveSmallIntegerField()
     exp_year = models.PositiveSmallIntegerField()
-    behaviour = models.CharField(max_length=20, choices=Behaviour.choices)
+    behaviour = models.CharField(max_length=30, choices=Behaviour.choices)
+    # How a charge on a card that fails is declined (Stripe's error code and decline code).
+    error_code = models.CharField(max_length=40, blank=True)
+    decline_code = models.CharField(max_length=40, blank=True)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -93,6 +97,10 @@ class SandboxSubscription(models.Model):
     pending_invoice = models.ForeignKey(
         "SandboxInvoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Checkout sets the card it collected here; it takes precedence over the customer's default.
+    default_payment_method = models.ForeignKey(
+        SandboxPaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     latest_invoice = models.ForeignKey(
         "SandboxInvoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -132,8 +140,19 @@ class SandboxInvoice(models.Model):
     period_end = models.DateTimeField()
     lines = models.JSONField(default=list)
     metadata = models.JSONField(default=dict, blank=True)
-    payment_intent = models.CharField(max_length=40, blank=True)
+    payment_intent = models.CharField(max_length=40, blank=True, db_index=True)
+    # The PaymentIntent's state: requires_payment_method, requires_action, succeeded.
+    payment_intent_status = models.CharField(max_length=30, blank=True)
+    # The card of the last attempt: the one waiting for 3-D Secure, or the one declined (a
+    # non-retryable decline is retried only with another card).
+    attempt_payment_method = models.ForeignKey(
+        SandboxPaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    charge = models.CharField(max_length=40, blank=True, db_index=True)
+    amount_refunded = models.IntegerField(default=0)
     last_payment_error = models.CharField(max_length=300, blank=True)
+    last_error_code = models.CharField(max_length=60, blank=True)
+    last_decline_code = models.CharField(max_length=60, blank=True)
     created = models.DateTimeField(default=timezone.now)
     finalized_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -176,7 +195,12 @@ class SandboxCheckoutSession(models.Model):
     invoice = models.ForeignKey(
         SandboxInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    payment_intent = models.CharField(max_length=40, blank=True)
+    payment_intent = models.CharField(max_length=40, blank=True, db_index=True)
+    # The card entered (waiting for 3-D Secure while the session is still open); Checkout
+    # attaches it to the customer, and the product makes it the default.
+    payment_method = models.ForeignKey(
+        SandboxPaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
@@ -185,6 +209,42 @@ class SandboxCheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class SandboxRefund(models.Model):
+    """Money given back on an invoice's charge (a Stripe Refund)."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    invoice = models.ForeignKey(SandboxInvoice, on_delete=models.CASCADE, related_name="refunds")
+    amount = models.PositiveIntegerField()
+    reason = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=20, default="succeeded")
+    metadata = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount}"
+
+
+class SandboxDispute(models.Model):
+    """A cardholder's dispute of an invoice's charge (a Stripe Dispute)."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    invoice = models.ForeignKey(SandboxInvoice, on_delete=models.CASCADE, related_name="disputes")
+    amount = models.PositiveIntegerField()
+    reason = models.CharField(max_length=40, default="fraudulent")
+    status = models.CharField(max_length=30, default="needs_response")
+    created = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "payments"
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"
 
 
 class SandboxIdempotencyKey(models.Model):
@@ -208,6 +268,9 @@ class SandboxEvent(models.Model):
     type = models.CharField(max_length=100)
     payload = models.JSONField()
     created = models.DateTimeField(default=timezone.now)
+    # Delivery order: one action's events in the order Stripe typically sends them, or shuffled
+    # (SANDBOX_SHUFFLE_EVENTS), since Stripe guarantees no order.
+    delivery_order = models.BigIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # None once delivery is given up (after three days, as Stripe does).

@@ -9,9 +9,11 @@ from django.urls import reverse
 from payments.sandbox.models import (
     SandboxCheckoutSession,
     SandboxCustomer,
+    SandboxDispute,
     SandboxInvoice,
     SandboxPaymentMethod,
     SandboxPrice,
+    SandboxRefund,
     SandboxSubscription,
 )
 
@@ -133,7 +135,7 @@ def subscription_json(subscription: SandboxSubscription) -> dict[str, Any]:
         "created": ts(subscription.created),
         "currency": subscription.price.currency,
         "customer": subscription.customer_id,
-        "default_payment_method": None,
+        "default_payment_method": subscription.default_payment_method_id,
         "ended_at": ts(subscription.ended_at),
         "items": {"object": "list", "data": [item], "has_more": False},
         "latest_invoice": subscription.latest_invoice_id,
@@ -214,8 +216,10 @@ def invoice_line(
     period_end: datetime,
     subscription: SandboxSubscription | None = None,
     proration: bool = False,
+    currency: str = "usd",
 ) -> dict[str, Any]:
     if subscription is not None:
+        currency = subscription.price.currency
         parent = {
             "type": "subscription_item_details",
             "invoice_item_details": None,
@@ -237,7 +241,7 @@ def invoice_line(
         "id": line_id,
         "object": "line_item",
         "amount": amount,
-        "currency": "usd",
+        "currency": currency,
         "description": description,
         "livemode": False,
         "metadata": {},
@@ -260,7 +264,7 @@ def invoiceitem_json(
         "id": line["parent"]["invoice_item_details"]["invoice_item"],
         "object": "invoiceitem",
         "amount": line["amount"],
-        "currency": "usd",
+        "currency": line["currency"],
         "customer": customer_id,
         "date": ts(at),
         "description": line["description"],
@@ -274,24 +278,173 @@ def invoiceitem_json(
 
 
 def payment_intent_json(
-    invoice: SandboxInvoice, *, status: str, error: dict[str, Any] | None = None
+    *,
+    id: str,
+    amount: int,
+    amount_received: int,
+    currency: str,
+    customer_id: str,
+    status: str,
+    created: datetime | None,
+    payment_method_id: str | None = None,
+    latest_charge: str = "",
+    description: str = "",
+    metadata: dict[str, str] | None = None,
+    error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
-        "id": invoice.payment_intent,
+        "id": id,
         "object": "payment_intent",
-        "amount": invoice.amount_due,
-        "amount_received": invoice.amount_paid,
+        "amount": amount,
+        "amount_received": amount_received,
         "capture_method": "automatic",
-        "created": ts(invoice.created),
+        "created": ts(created),
+        "currency": currency,
+        "customer": customer_id,
+        "description": description or None,
+        "last_payment_error": error,
+        "latest_charge": latest_charge or None,
+        "livemode": False,
+        "metadata": metadata or {},
+        # Stripe.js would handle it; the sandbox sends the payer to its authentication page.
+        "next_action": {"type": "use_stripe_sdk", "use_stripe_sdk": {}}
+        if status == "requires_action"
+        else None,
+        "payment_method": payment_method_id,
+        "payment_method_types": ["card"],
+        "status": status,
+    }
+
+
+def invoice_payment_intent_json(
+    invoice: SandboxInvoice, *, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The PaymentIntent Stripe created when it finalized the invoice."""
+    return payment_intent_json(
+        id=invoice.payment_intent,
+        amount=invoice.amount_due,
+        amount_received=invoice.amount_paid,
+        currency=invoice.currency,
+        customer_id=invoice.customer_id,
+        status=invoice.payment_intent_status or "requires_payment_method",
+        created=invoice.finalized_at or invoice.created,
+        payment_method_id=invoice.attempt_payment_method_id,
+        latest_charge=invoice.charge,
+        description=invoice.description,
+        error=error,
+    )
+
+
+def invoice_payment_json(invoice: SandboxInvoice) -> dict[str, Any]:
+    """The InvoicePayment that links the invoice to the payment that paid it."""
+    paid = invoice.status == "paid"
+    return {
+        "id": f"inpay_{invoice.id.removeprefix('in_')}",
+        "object": "invoice_payment",
+        "amount_paid": invoice.amount_paid if paid else None,
+        "amount_requested": invoice.amount_due,
+        "created": ts(invoice.finalized_at or invoice.created),
+        "currency": invoice.currency,
+        "invoice": invoice.id,
+        "is_default": True,
+        "livemode": False,
+        "payment": {"type": "payment_intent", "payment_intent": invoice.payment_intent},
+        "status": "paid" if paid else "open",
+        "status_transitions": {"canceled_at": None, "paid_at": ts(invoice.paid_at)},
+    }
+
+
+def charge_json(
+    invoice: SandboxInvoice,
+    *,
+    failure: dict[str, Any] | None = None,
+    card: SandboxPaymentMethod | None = None,
+) -> dict[str, Any]:
+    """The invoice's charge. Since API 2022-11-15 a Charge does not carry its refunds (they are
+    listed apart), and since 2025-03-31 not its invoice either."""
+    card = card or invoice.attempt_payment_method
+    failed = failure is not None
+    amount = invoice.amount_due if failed else invoice.amount_paid
+    disputed = invoice.disputes.exists() if not failed else False
+    return {
+        "id": invoice.charge if not failed else f"ch_failed_{invoice.payment_intent[3:]}",
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": 0 if failed else amount,
+        "amount_refunded": invoice.amount_refunded,
+        "balance_transaction": None,
+        "captured": not failed,
+        "created": ts(invoice.paid_at or invoice.finalized_at or invoice.created),
         "currency": invoice.currency,
         "customer": invoice.customer_id,
         "description": invoice.description or None,
-        "last_payment_error": error,
+        "disputed": disputed,
+        "failure_code": failure.get("code") if failure else None,
+        "failure_message": failure.get("message") if failure else None,
         "livemode": False,
-        "metadata": invoice.metadata,
-        "payment_method": invoice.customer.default_payment_method_id,
-        "payment_method_types": ["card"],
-        "status": status,
+        "metadata": {},
+        "outcome": {
+            "network_status": "declined_by_network" if failed else "approved_by_network",
+            "reason": failure.get("decline_code") if failure else None,
+            "type": "issuer_declined" if failed else "authorized",
+        },
+        "paid": not failed,
+        "payment_intent": invoice.payment_intent,
+        "payment_method": card.id if card else None,
+        "payment_method_details": {
+            "card": {
+                "brand": card.brand if card else None,
+                "last4": card.last4 if card else None,
+                "exp_month": card.exp_month if card else None,
+                "exp_year": card.exp_year if card else None,
+            },
+            "type": "card",
+        },
+        "refunded": not failed and invoice.amount_refunded >= invoice.amount_paid > 0,
+        "status": "failed" if failed else "succeeded",
+    }
+
+
+def refund_json(refund: SandboxRefund) -> dict[str, Any]:
+    invoice = refund.invoice
+    return {
+        "id": refund.id,
+        "object": "refund",
+        "amount": refund.amount,
+        "balance_transaction": None,
+        "charge": invoice.charge,
+        "created": ts(refund.created),
+        "currency": invoice.currency,
+        "failure_reason": None,
+        "metadata": refund.metadata,
+        "payment_intent": invoice.payment_intent,
+        "reason": refund.reason or None,
+        "status": refund.status,
+    }
+
+
+def dispute_json(dispute: SandboxDispute) -> dict[str, Any]:
+    invoice = dispute.invoice
+    return {
+        "id": dispute.id,
+        "object": "dispute",
+        "amount": dispute.amount,
+        "balance_transactions": [],
+        "charge": invoice.charge,
+        "created": ts(dispute.created),
+        "currency": invoice.currency,
+        "evidence_details": {
+            "due_by": ts(dispute.created) + 21 * 86400,  # type: ignore[operator]
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": invoice.payment_intent,
+        "reason": dispute.reason,
+        "status": dispute.status,
     }
 
 

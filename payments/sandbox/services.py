@@ -1,9 +1,12 @@
 """What a customer does on the sandbox's hosted pages: pay a checkout, replace the card, pay an
-invoice. Each returns the card error to show (None on success) and keeps the events of a failure."""
+invoice, answer their bank's 3-D Secure question. Each returns an Outcome: done, the card error to
+show, or the page where the payer must authenticate first."""
+
+from dataclasses import dataclass
 
 from django.db import transaction
 
-from payments.gateway import CardError
+from payments.gateway import AUTHENTICATION_MESSAGE, CardError
 from payments.sandbox import engine, objects
 from payments.sandbox.engine import Card
 from payments.sandbox.models import (
@@ -13,61 +16,114 @@ from payments.sandbox.models import (
     SandboxPaymentMethod,
 )
 
+Behaviour = SandboxPaymentMethod.Behaviour
 
-def _payment_failed(customer: SandboxCustomer, amount: int, error: CardError) -> None:
+
+@dataclass(frozen=True)
+class Outcome:
+    error: CardError | None = None
+    # Where the payer goes next: the bank's authentication page, or back to the merchant.
+    redirect: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.error is None and not self.redirect
+
+
+def _payment_failed(
+    customer: SandboxCustomer, amount: int, currency: str, error: CardError
+) -> None:
     engine.emit(
         "payment_intent.payment_failed",
-        {
-            "id": engine.new_id("pi"),
-            "object": "payment_intent",
-            "amount": amount,
-            "currency": "usd",
-            "customer": customer.id,
-            "last_payment_error": {
+        objects.payment_intent_json(
+            id=engine.new_id("pi"),
+            amount=amount,
+            amount_received=0,
+            currency=currency,
+            customer_id=customer.id,
+            status="requires_payment_method",
+            created=engine.now(),
+            error={
                 "type": "card_error",
                 "code": error.code,
                 "decline_code": error.decline_code or None,
                 "message": error.message,
             },
-            "livemode": False,
-            "metadata": {},
-            "status": "requires_payment_method",
-        },
+        ),
     )
 
 
-def checkout_complete(*, session_id: str, card: Card) -> CardError | None:
-    with transaction.atomic():
+def _session_intent_json(session: SandboxCheckoutSession, status: str) -> dict[str, object]:
+    return objects.payment_intent_json(
+        id=session.payment_intent,
+        amount=session.amount,
+        amount_received=0,
+        currency=session.currency,
+        customer_id=session.customer_id,
+        status=status,
+        created=session.created,
+        payment_method_id=session.payment_method_id,
+        metadata=session.metadata,
+    )
+
+
+def checkout_complete(*, session_id: str, card: Card) -> Outcome:
+    """Pay a Checkout session with a card. Checkout attaches the card to the customer but does
+    not make it the default: the product does that itself (checkout_session_save_card). A card
+    that needs 3-D Secure sends the payer to authenticate first."""
+    with engine.action(), transaction.atomic():
         session = SandboxCheckoutSession.objects.select_for_update().get(pk=session_id)
         if session.status != "open":
-            return CardError("This checkout is no longer open.", code="checkout_closed")
+            return Outcome(CardError("This checkout is no longer open.", code="checkout_closed"))
         customer = session.customer
         try:
             payment_method = engine.payment_method_attach(
-                customer=customer, card=card, make_default=False
+                customer=customer, card=card, make_default=False, card_page=False
             )
         except CardError as declined:
-            _payment_failed(customer, session.amount, declined)
-            return declined
-        if session.mode == "payment":
-            failure = _checkout_payment(session, payment_method)
-        else:
-            failure = _checkout_subscription(session, payment_method)
-        if failure:
-            return failure
-        engine.payment_method_make_default(customer, payment_method)
-        session.status, session.payment_status = "complete", "paid"
-        session.save()
-        engine.emit("checkout.session.completed", objects.checkout_session_json(session))
-    return None
+            _payment_failed(customer, session.amount, session.currency, declined)
+            return Outcome(declined)
+        session.payment_method = payment_method
+        if payment_method.behaviour == Behaviour.REQUIRES_AUTHENTICATION:
+            session.payment_intent = session.payment_intent or engine.new_id("pi")
+            session.save(update_fields=["payment_method", "payment_intent"])
+            engine.emit(
+                "payment_intent.requires_action", _session_intent_json(session, "requires_action")
+            )
+            return Outcome(
+                redirect=engine.authentication_url(
+                    session.payment_intent, objects.site_url("sandbox_checkout", session.id)
+                )
+            )
+        session.save(update_fields=["payment_method"])
+        return _checkout_pay(session, payment_method)
+
+
+def _checkout_pay(session: SandboxCheckoutSession, payment_method: SandboxPaymentMethod) -> Outcome:
+    if session.mode == "payment":
+        failure = _checkout_payment(session, payment_method)
+    else:
+        failure = _checkout_subscription(session, payment_method)
+    if failure:
+        return Outcome(failure)
+    session.status, session.payment_status = "complete", "paid"
+    session.save()
+    engine.emit("checkout.session.completed", objects.checkout_session_json(session))
+    return Outcome(redirect=session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
 
 
 def _checkout_payment(
     session: SandboxCheckoutSession, payment_method: SandboxPaymentMethod
 ) -> CardError | None:
-    if payment_method.behaviour == SandboxPaymentMethod.Behaviour.FAILS_ON_CHARGE:
-        error = CardError("Your card was declined.", decline_code="generic_decline")
-        _payment_failed(session.customer, session.amount, error)
+    if payment_method.behaviour == Behaviour.FAILS_ON_CHARGE:
+        error = CardError(
+            engine.decline_message(
+                code=payment_method.error_code, decline_code=payment_method.decline_code
+            ),
+            code=payment_method.error_code or "card_declined",
+            decline_code=payment_method.decline_code,
+        )
+        _payment_failed(session.customer, session.amount, session.currency, error)
         return error
     at = engine.now()
     line = objects.invoice_line(
@@ -77,6 +133,7 @@ def _checkout_payment(
         quantity=1,
         period_start=at,
         period_end=at,
+        currency=session.currency,
     )
     invoice = engine.invoice_create(
         customer=session.customer,
@@ -86,9 +143,11 @@ def _checkout_payment(
         period_end=at,
         description=session.description,
         metadata=session.metadata,
+        currency=session.currency,
     )
     engine.invoice_finalize(invoice)
-    engine.invoice_attempt(invoice, payment_method=payment_method)
+    # The payment Checkout collected (and the payer authenticated) pays its invoice.
+    engine.invoice_mark_paid(invoice, payment_method=payment_method)
     session.invoice, session.payment_intent = invoice, invoice.payment_intent
     return None
 
@@ -107,29 +166,106 @@ def _checkout_subscription(
         session.subscription, session.invoice = subscription, invoice
         session.save(update_fields=["subscription", "invoice"])
     assert session.invoice is not None
+    subscription = session.subscription
+    assert subscription is not None
+    # "the collected payment method is set as the default_payment_method on the Subscription"
+    subscription.default_payment_method = payment_method
+    subscription.save(update_fields=["default_payment_method"])
     invoice = SandboxInvoice.objects.get(pk=session.invoice_id)
+    if payment_method.behaviour == Behaviour.REQUIRES_AUTHENTICATION:
+        engine.invoice_mark_paid(invoice, payment_method=payment_method)  # authenticated
+        return None
     return engine.invoice_attempt(invoice, payment_method=payment_method)
 
 
-def payment_method_replace(*, customer_id: str, card: Card) -> CardError | None:
+def payment_method_replace(*, customer_id: str, card: Card) -> Outcome:
     """The new card becomes the default; unpaid invoices wait for their next attempt or pay now."""
-    with transaction.atomic():
+    with engine.action(), transaction.atomic():
         customer = SandboxCustomer.objects.select_for_update().get(pk=customer_id)
         try:
             engine.payment_method_attach(customer=customer, card=card, make_default=True)
         except CardError as error:
-            return error
-    return None
+            return Outcome(error)
+    return Outcome()
 
 
-def invoice_pay_with_card(*, invoice_id: str, card: Card) -> CardError | None:
-    with transaction.atomic():
+def invoice_pay_with_card(*, invoice_id: str, card: Card) -> Outcome:
+    with engine.action(), transaction.atomic():
         invoice = SandboxInvoice.objects.select_for_update().get(pk=invoice_id)
         if invoice.status != "open":
-            return CardError(f"This invoice is {invoice.status}.", code="invoice_not_open")
+            return Outcome(CardError(f"This invoice is {invoice.status}.", code="invoice_not_open"))
         try:
-            engine.payment_method_attach(customer=invoice.customer, card=card, make_default=True)
-        except CardError as error:
-            return error
+            engine.payment_method_attach(
+                customer=invoice.customer, card=card, make_default=True, card_page=False
+            )
+        except CardError as declined:
+            return Outcome(declined)
         invoice.customer.refresh_from_db()
-        return engine.invoice_attempt(invoice)
+        failure = engine.invoice_attempt(
+            invoice, return_url=objects.site_url("sandbox_invoice", invoice.id)
+        )
+        if failure is not None and failure.action_url:
+            return Outcome(redirect=failure.action_url)
+        return Outcome(failure)
+
+
+def awaiting_authentication(
+    payment_intent: str,
+) -> SandboxInvoice | SandboxCheckoutSession | None:
+    """The invoice or the Checkout whose payment waits for the payer's bank, if any."""
+    invoice = (
+        SandboxInvoice.objects.select_related("customer")
+        .filter(
+            payment_intent=payment_intent, status="open", payment_intent_status="requires_action"
+        )
+        .first()
+    )
+    if invoice is not None:
+        return invoice
+    return (
+        SandboxCheckoutSession.objects.select_related("customer")
+        .filter(
+            payment_intent=payment_intent,
+            status="open",
+            payment_method__behaviour=Behaviour.REQUIRES_AUTHENTICATION,
+        )
+        .first()
+    )
+
+
+def payment_authenticate(*, payment_intent: str, complete: bool) -> Outcome:
+    """The payer's answer on the bank's page: complete pays what waited on it, fail leaves it
+    unpaid (Checkout stays open; the invoice stays open for another card or a retry)."""
+    with engine.action(), transaction.atomic():
+        target = awaiting_authentication(payment_intent)
+        if isinstance(target, SandboxInvoice):
+            invoice = SandboxInvoice.objects.select_for_update().get(pk=target.pk)
+            if invoice.status != "open" or invoice.payment_intent_status != "requires_action":
+                return Outcome(CardError("Nothing is waiting for this confirmation any more."))
+            return Outcome(engine.invoice_authenticated(invoice, complete=complete))
+        if isinstance(target, SandboxCheckoutSession):
+            session = SandboxCheckoutSession.objects.select_for_update().get(pk=target.pk)
+            payment_method = session.payment_method
+            assert payment_method is not None
+            if complete:
+                return _checkout_pay(session, payment_method)
+            error = CardError(
+                "We are unable to authenticate your payment method. Please choose a different "
+                "payment method and try again.",
+                code="payment_intent_authentication_failure",
+            )
+            engine.emit(
+                "payment_intent.payment_failed",
+                {
+                    **_session_intent_json(session, "requires_payment_method"),
+                    "last_payment_error": {
+                        "type": "card_error",
+                        "code": error.code,
+                        "message": error.message,
+                    },
+                },
+            )
+            session.payment_method = None
+            session.save(update_fields=["payment_method"])
+            return Outcome(error)
+    return Outcome(CardError(AUTHENTICATION_MESSAGE + " This link is no longer waiting for it."))

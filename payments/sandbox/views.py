@@ -1,11 +1,16 @@
 """The sandbox's hosted pages: Checkout, the payment-method page, the portal, invoices and PDFs.
 Like Stripe's, they are reached by unguessable ids or signed links, not by the app's log-in."""
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
 
-from payments.sandbox import services
+from payments.sandbox import engine, objects, services
 from payments.sandbox.forms import CardForm
 from payments.sandbox.gateway import customer_page_claims
 from payments.sandbox.models import (
@@ -25,17 +30,21 @@ def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         return redirect(success_url)
     form = CardForm(request.POST or None)
     if request.method == "POST" and session.status == "open" and form.is_valid():
-        error = services.checkout_complete(session_id=session.id, card=form.card())
-        if error is None:
-            return redirect(success_url)
+        outcome = services.checkout_complete(session_id=session.id, card=form.card())
+        if outcome.error is None:
+            return redirect(outcome.redirect)
         session.refresh_from_db()
         if session.status == "complete":
             # Paid meanwhile (a second click, another tab): the payment went through once.
             return redirect(success_url)
-        form.add_error(None, error.message)
+        form.add_error(None, outcome.error.message)
+    failed = request.method == "GET" and request.GET.get("authentication") == "failed"
     status = 200 if session.status in ("open", "complete") else 410
     return render(
-        request, "sandbox/checkout.html", {"session": session, "form": form}, status=status
+        request,
+        "sandbox/checkout.html",
+        {"session": session, "form": form, "authentication_failed": failed},
+        status=status,
     )
 
 
@@ -53,10 +62,10 @@ def payment_method(request: HttpRequest, token: str) -> HttpResponse:
     )
     form = CardForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        error = services.payment_method_replace(customer_id=customer.id, card=form.card())
-        if error is None:
+        outcome = services.payment_method_replace(customer_id=customer.id, card=form.card())
+        if outcome.error is None:
             return redirect(claims["return_url"])
-        form.add_error(None, error.message)
+        form.add_error(None, outcome.error.message)
     return render(
         request,
         "sandbox/payment_method.html",
@@ -95,11 +104,80 @@ def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
     )
     form = CardForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        error = services.invoice_pay_with_card(invoice_id=record.id, card=form.card())
-        if error is None:
-            return redirect("sandbox_invoice", invoice_id=record.id)
-        form.add_error(None, error.message)
-    return render(request, "sandbox/invoice.html", {"invoice": record, "form": form})
+        outcome = services.invoice_pay_with_card(invoice_id=record.id, card=form.card())
+        if outcome.error is None:
+            return redirect(outcome.redirect or reverse_invoice(record.id))
+        form.add_error(None, outcome.error.message)
+    waiting = record.status == "open" and record.payment_intent_status == "requires_action"
+    return render(
+        request,
+        "sandbox/invoice.html",
+        {
+            "invoice": record,
+            "form": form,
+            "authentication_url": engine.authentication_url(
+                record.payment_intent, objects.site_url("sandbox_invoice", record.id)
+            )
+            if waiting
+            else "",
+        },
+    )
+
+
+def reverse_invoice(invoice_id: str) -> str:
+    return objects.site_url("sandbox_invoice", invoice_id)
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """Where to send the payer after authenticating: this site only, never elsewhere."""
+    target = request.GET.get("next", "")[:2000]
+    hosts = {urlsplit(settings.SITE_URL).netloc, request.get_host()}
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts=hosts):
+        return target
+    return ""
+
+
+@require_http_methods(["GET", "POST"])
+def authenticate(request: HttpRequest, payment_id: str) -> HttpResponse:
+    """The bank's 3-D Secure page, as the sandbox plays it: two buttons, complete or fail."""
+    target = services.awaiting_authentication(payment_id)
+    if request.method == "POST":
+        outcome_name = request.POST.get("outcome", "")
+        if outcome_name not in ("complete", "fail") or target is None:
+            return render(
+                request,
+                "sandbox/authenticate.html",
+                {"target": target, "problem": "Nothing is waiting for this confirmation."},
+                status=400 if target is not None else 410,
+            )
+        checkout = isinstance(target, SandboxCheckoutSession)
+        outcome = services.payment_authenticate(
+            payment_intent=payment_id, complete=outcome_name == "complete"
+        )
+        if outcome.redirect:
+            return redirect(outcome.redirect)
+        if checkout:
+            return redirect(
+                objects.site_url("sandbox_checkout", target.pk) + "?authentication=failed"
+            )
+        after = _safe_next(request) or reverse_invoice(str(target.pk))
+        return redirect(after)
+    if target is None:
+        return render(
+            request,
+            "sandbox/authenticate.html",
+            {"target": None, "problem": "Nothing is waiting for this confirmation any more."},
+            status=410,
+        )
+    return render(
+        request,
+        "sandbox/authenticate.html",
+        {
+            "target": target,
+            "amount": target.amount_due if isinstance(target, SandboxInvoice) else target.amount,
+            "currency": target.currency,
+        },
+    )
 
 
 def _money(cents: int) -> str:

@@ -95,7 +95,12 @@ def test_the_whole_timeline(world: World, step: Step) -> None:
         mail.outbox.clear()
         traveller.move_to(grace_start + timedelta(days=3, minutes=1))
         suspended_at = grace_start + timedelta(days=3, minutes=1)
-        assert step(sweeps.dunning_sweep) == {"reminded": 0, "suspended": 1, "failed": 0}
+        assert step(sweeps.dunning_sweep) == {
+            "graced": 0,
+            "reminded": 0,
+            "suspended": 1,
+            "failed": 0,
+        }
         assert state(world) == State.SUSPENDED
         assert world.org.suspended_at == suspended_at
         assert subjects() == ["Acme Robotics is suspended: payment is overdue"]

@@ -73,10 +73,10 @@ def test_a_sweep_takes_the_same_queries_for_10_or_1000_active_organizations(
     db: None, django_assert_max_num_queries: Any
 ) -> None:
     Organization.objects.bulk_create(Organization(name=f"Org {n}") for n in range(10))
-    with django_assert_max_num_queries(3):
-        assert sweeps.dunning_sweep() == {"reminded": 0, "suspended": 0, "failed": 0}
+    with django_assert_max_num_queries(4):
+        assert sweeps.dunning_sweep() == {"graced": 0, "reminded": 0, "suspended": 0, "failed": 0}
     Organization.objects.bulk_create(Organization(name=f"More {n}") for n in range(1000))
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         sweeps.dunning_sweep()
     with django_assert_max_num_queries(3):
         assert sweeps.retention_sweep() == {"warned": 0, "purged": 0, "failed": 0}
@@ -275,7 +275,7 @@ def test_billing_jobs_runs_every_beat_job_once(world: World) -> None:
     assert ran == [name for name, _, _ in settings.PERIODIC_JOBS]
     assert {task for name, task, _ in settings.PERIODIC_JOBS if name in ran} == beat
     assert len(beat) == 9
-    assert "dunning_sweep: {'reminded': 0, 'suspended': 1, 'failed': 0}" in lines
+    assert "dunning_sweep: {'graced': 0, 'reminded': 0, 'suspended': 1, 'failed': 0}" in lines
     world.org.refresh_from_db()
     assert world.org.billing_state == State.SUSPENDED
 
@@ -290,7 +290,12 @@ def test_billing_jobs_can_run_one_and_refuses_unknown_names(db: None) -> None:
 
 def test_the_beat_tasks_call_the_same_sweeps(world: World) -> None:
     in_grace(world.org, timezone.now() - timedelta(seconds=1))
-    assert tasks.dunning_sweep.delay().get() == {"reminded": 0, "suspended": 1, "failed": 0}
+    assert tasks.dunning_sweep.delay().get() == {
+        "graced": 0,
+        "reminded": 0,
+        "suspended": 1,
+        "failed": 0,
+    }
     assert tasks.retention_sweep.delay().get() == {"warned": 0, "purged": 0, "failed": 0}
 
 

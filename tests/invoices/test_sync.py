@@ -92,6 +92,7 @@ def test_other_code_can_sync_an_invoice_right_after_a_charge(world: World) -> No
     charge = gateway.charge(
         customer_id=customer.id,
         amount=5000,
+        currency="usd",
         description="$50.00 of credits",
         metadata={"kind": "credit_purchase", "purchase_id": "1", "organization_id": "x"},
         idempotency_key="purchase-1",
@@ -152,7 +153,7 @@ def invoice_events(invoice_id: str) -> list[dict[str, Any]]:
     order of delivery."""
     payloads = [
         event.payload
-        for event in SandboxEvent.objects.filter(type__startswith="invoice.")
+        for event in SandboxEvent.objects.filter(type__in=SEQUENCE)
         if event.payload["data"]["object"]["id"] == invoice_id
     ]
     SandboxEvent.objects.update(delivered_at=T0, next_attempt_at=None)
@@ -270,6 +271,7 @@ def test_a_failed_credit_purchase_never_starts_the_lifecycle(
         lambda: gateway.charge(
             customer_id=customer.id,
             amount=10000,
+            currency="usd",
             description="$100.00 of credits",
             metadata={"kind": "credit_purchase", "purchase_id": "3"},
             idempotency_key="purchase-3",
@@ -295,6 +297,7 @@ def test_a_failed_auto_topup_never_starts_the_lifecycle(world: World, step: Step
         lambda: gateway.charge(
             customer_id=customer.id,
             amount=5000,
+            currency="usd",
             description="Auto top-up",
             metadata={"kind": "auto_topup", "purchase_id": "4"},
             idempotency_key="topup-4",
@@ -348,6 +351,7 @@ def test_objects_module_shape_is_what_the_sync_reads(world: World) -> None:
     charge = gateway.charge(
         customer_id=customer.id,
         amount=2500,
+        currency="usd",
         description="credits",
         metadata={"kind": "credit_purchase"},
         idempotency_key="shape",

@@ -7,6 +7,10 @@ from payments.sandbox.models import SandboxCustomer
 GOOD = Card(number="4242 4242 4242 4242", exp_month=12, exp_year=2040, cvc="123")
 FAILS_ON_CHARGE = Card(number="4000 0000 0000 0341", exp_month=12, exp_year=2040, cvc="123")
 INSUFFICIENT_FUNDS = Card(number="4000000000009995", exp_month=12, exp_year=2040, cvc="123")
+GENERIC_DECLINE = Card(number="4000 0000 0000 0002", exp_month=12, exp_year=2040, cvc="123")
+LOST_CARD = Card(number="4000 0000 0000 9987", exp_month=12, exp_year=2040, cvc="123")
+EXPIRED_CARD = Card(number="4000 0000 0000 0069", exp_month=12, exp_year=2040, cvc="123")
+AUTHENTICATION = Card(number="4000 0027 6000 3184", exp_month=12, exp_year=2040, cvc="123")
 
 
 def customer(card: Card | None = GOOD, name: str = "Acme Robotics") -> SandboxCustomer:

@@ -31,7 +31,11 @@ START = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def event_types() -> list[str]:
-    return list(SandboxEvent.objects.order_by("created", "id").values_list("type", flat=True))
+    return list(
+        SandboxEvent.objects.order_by("delivery_order", "created", "id").values_list(
+            "type", flat=True
+        )
+    )
 
 
 def card_form(card=GOOD) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -80,6 +84,7 @@ def test_a_charge_with_the_saved_card_is_an_invoice_paid_off_session() -> None:
     result = gateway.charge(
         customer_id=record.id,
         amount=10000,
+        currency="usd",
         description="$100.00 of credits",
         metadata={"kind": "credits"},
         idempotency_key="buy-1",
@@ -88,16 +93,24 @@ def test_a_charge_with_the_saved_card_is_an_invoice_paid_off_session() -> None:
     assert result.invoice.amount_paid == 10000
     assert result.invoice.number.startswith("KB-")
     assert result.invoice.billing_reason == "manual"
+    # The events Stripe sends for it (https://docs.stripe.com/billing/subscriptions/overview,
+    # "Invoice lifecycle"; https://docs.stripe.com/api/events/types), in their usual order.
     assert event_types() == [
         "invoiceitem.created",
         "invoice.created",
         "invoice.finalized",
+        "payment_intent.created",
+        "charge.succeeded",
         "payment_intent.succeeded",
+        "invoice_payment.paid",
         "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.updated",
     ]
     again = gateway.charge(
         customer_id=record.id,
         amount=10000,
+        currency="usd",
         description="$100.00 of credits",
         metadata={},
         idempotency_key="buy-1",
@@ -111,6 +124,7 @@ def test_a_charge_on_a_failing_card_leaves_the_invoice_open() -> None:
     result = gateway.charge(
         customer_id=record.id,
         amount=5000,
+        currency="usd",
         description="credits",
         metadata={},
         idempotency_key="buy-2",
@@ -136,6 +150,7 @@ def test_checkout_in_payment_mode_reaches_the_webhook_once(world) -> None:  # ty
     session = gateway.checkout_payment(
         customer_id=record.id,
         amount=10000,
+        currency="usd",
         description="$100.00 of credits",
         metadata={"organization_id": "o"},
         success_url="http://testserver/done?session={CHECKOUT_SESSION_ID}",
@@ -153,7 +168,12 @@ def test_checkout_in_payment_mode_reaches_the_webhook_once(world) -> None:  # ty
     assert completed.object["invoice"]
     paid = WebhookEvent.objects.get(type="invoice.paid")
     assert paid.object["amount_paid"] == 10000
-    # The card is saved for next time.
+    # Checkout attached the card but, as with Stripe, did not make it the default: "Checkout will
+    # attach the payment method to the Customer" (https://docs.stripe.com/api/checkout/sessions/
+    # create#create_checkout_session-payment_intent_data-setup_future_usage). The product does.
+    assert gateway.payment_method_default(customer_id=record.id) is None
+    gateway.checkout_session_save_card(session_id=session.id)
+    settle()
     method = gateway.payment_method_default(customer_id=record.id)
     assert method is not None
     assert (method.brand, method.last4) == ("visa", "4242")
@@ -165,6 +185,7 @@ def test_checkout_with_a_card_that_fails_sends_the_failure_events(world) -> None
     session = gateway.checkout_payment(
         customer_id=record.id,
         amount=5000,
+        currency="usd",
         description="credits",
         metadata={},
         success_url="http://testserver/done",
@@ -304,7 +325,12 @@ def test_a_failing_renewal_is_retried_then_left_unpaid_and_paying_restores_it() 
 def test_pay_now_with_a_failing_card_raises_and_counts_the_attempt() -> None:
     record = customer(FAILS_ON_CHARGE)
     charge = gateway.charge(
-        customer_id=record.id, amount=100, description="x", metadata={}, idempotency_key="c"
+        customer_id=record.id,
+        amount=100,
+        currency="usd",
+        description="x",
+        metadata={},
+        idempotency_key="c",
     )
     with pytest.raises(CardError):
         gateway.invoice_pay(invoice_id=charge.invoice.id, idempotency_key="p1")
@@ -369,7 +395,12 @@ def test_events_are_redelivered_with_the_same_id_until_accepted(
 def test_the_hosted_invoice_page_and_pdf(db) -> None:  # type: ignore[no-untyped-def]
     record = customer()
     charge = gateway.charge(
-        customer_id=record.id, amount=12345, description="Credits", metadata={}, idempotency_key="x"
+        customer_id=record.id,
+        amount=12345,
+        currency="usd",
+        description="Credits",
+        metadata={},
+        idempotency_key="x",
     )
     page = Client().get(charge.invoice.hosted_invoice_url).content.decode()
     assert charge.invoice.number in page
@@ -422,6 +453,7 @@ def test_events_travel_over_http_to_the_apps_own_endpoint(
     session = gateway.checkout_payment(
         customer_id=record.id,
         amount=5000,
+        currency="usd",
         description="$50.00 of credits",
         metadata={},
         success_url=live_server.url + "/done",
@@ -465,6 +497,7 @@ def test_a_paid_checkout_revisited_or_clicked_twice_goes_to_the_success_page(
     session = gateway.checkout_payment(
         customer_id=record.id,
         amount=2000,
+        currency="usd",
         description="$20.00 of credits",
         metadata={},
         success_url="http://testserver/done?session={CHECKOUT_SESSION_ID}",
@@ -476,7 +509,7 @@ def test_a_paid_checkout_revisited_or_clicked_twice_goes_to_the_success_page(
     real = services.checkout_complete
 
     def paid_by_the_other_click(*, session_id: str, card: object) -> object:
-        assert real(session_id=session_id, card=card) is None  # type: ignore[arg-type]
+        assert real(session_id=session_id, card=card).error is None  # type: ignore[arg-type]
         return real(session_id=session_id, card=card)  # type: ignore[arg-type]
 
     monkeypatch.setattr(services, "checkout_complete", paid_by_the_other_click)

@@ -31,6 +31,7 @@ from payments.gateway import (
     Subscription,
 )
 from payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
+from payments.tax_ids import tax_id_for
 
 # Fake HTTP boundary
 
@@ -693,6 +694,7 @@ ACME = CustomerDetails(
         line1="Torstrasse 1", line2="3. OG", city="Berlin", postal_code="10119", country="DE"
     ),
     tax_id="DE123456789",
+    tax_id_type="eu_vat",
 )
 ACME_ADDRESS_FORM = {
     "line1": "Torstrasse 1",
@@ -846,7 +848,7 @@ def test_it_deletes_every_tax_id_when_the_customer_has_none_any_more(
     fake.answer({"id": "txi_1RkVat00000001", "object": "tax_id", "deleted": True})
     fake.answer({"id": "txi_1RkGbVat000001", "object": "tax_id", "deleted": True})
 
-    gateway.customer_update(customer_id=CUSTOMER, details=replace(ACME, tax_id=""))
+    gateway.customer_update(customer_id=CUSTOMER, details=replace(ACME, tax_id="", tax_id_type=""))
 
     assert [(sent.method, sent.path) for sent in fake.sent] == [
         ("post", f"/v1/customers/{CUSTOMER}"),
@@ -871,38 +873,22 @@ def test_it_reads_the_default_payment_method_from_the_customer(
     ]
 
 
-def test_it_falls_back_to_the_customers_first_card(
+def test_it_never_reports_an_attached_card_that_is_not_the_default(
     fake: FakeStripe, gateway: StripeGateway
 ) -> None:
+    # Stripe charges invoices with the customer's invoice_settings.default_payment_method (or the
+    # subscription's own), never with a card that is merely attached
+    # (https://docs.stripe.com/billing/revenue-recovery/smart-retries): no fallback, no list.
     fake.answer(customer_json())
-    fake.answer(
-        stripe_list(
-            [payment_method_json(id="pm_1RkMeeB7WZ01zgkWm4st3r44", last4="4444")],
-            "/v1/payment_methods",
-        )
-    )
 
-    method = gateway.payment_method_default(customer_id=CUSTOMER)
-
-    assert method == replace(VISA, id="pm_1RkMeeB7WZ01zgkWm4st3r44", last4="4444")
+    assert gateway.payment_method_default(customer_id=CUSTOMER) is None
     assert fake.sent == [
         Sent(
             "get",
             f"/v1/customers/{CUSTOMER}",
             {"expand": ["invoice_settings.default_payment_method"]},
-        ),
-        Sent("get", "/v1/payment_methods", {"customer": CUSTOMER, "type": "card", "limit": "1"}),
+        )
     ]
-
-
-def test_it_has_no_payment_method_when_the_customer_saved_no_card(
-    fake: FakeStripe, gateway: StripeGateway
-) -> None:
-    fake.answer(customer_json())
-    fake.answer(stripe_list([], "/v1/payment_methods"))
-
-    assert gateway.payment_method_default(customer_id=CUSTOMER) is None
-    assert len(fake.sent) == 2
 
 
 def test_it_opens_the_portal_on_the_payment_method_update_flow(
@@ -1019,6 +1005,7 @@ def _charge_requests(key: str) -> list[Sent]:
                 "collection_method": "charge_automatically",
                 "auto_advance": "false",
                 "pending_invoice_items_behavior": "exclude",
+                "currency": "usd",
                 "description": "AI credits top-up",
                 "metadata": metadata,
             },
@@ -1051,6 +1038,7 @@ def _charge(gateway: StripeGateway, key: str) -> Any:
     return gateway.charge(
         customer_id=CUSTOMER,
         amount=1000,
+        currency="usd",
         description="AI credits top-up",
         metadata={"purchase": "p_981", "organization": "42"},
         idempotency_key=key,
@@ -1172,6 +1160,7 @@ def test_it_opens_a_payment_checkout_that_saves_the_card_and_creates_an_invoice(
     session = gateway.checkout_payment(
         customer_id=CUSTOMER,
         amount=5000,
+        currency="usd",
         description="AI credits top-up",
         metadata=metadata,
         success_url="https://billing.kilo.example/credits?session={CHECKOUT_SESSION_ID}",
@@ -1824,3 +1813,353 @@ def test_it_decodes_stripes_bracketed_form_encoding() -> None:
         "metadata": {"a": ""},
         "address": "",
     }
+
+
+# Client configuration: "a StripeClient built without max_network_retries makes 0 retries", and
+# the default RequestsClient waits 80 s (stripe-python _stripe_client.py, _http_client.py).
+
+
+def test_it_sets_explicit_timeouts_and_retries() -> None:
+    gateway = StripeGateway(api_key="sk_test_51KiloBillingFakeKey")
+    requestor = gateway._client._requestor
+    http_client = requestor._client
+    assert isinstance(http_client, stripe.RequestsClient)
+    assert http_client._timeout == (5, 20)
+    assert requestor._options.max_network_retries == 2
+
+
+# 3-D Secure on invoices.pay, in the three shapes Stripe reports it
+# (https://docs.stripe.com/api/invoices/pay; https://docs.stripe.com/billing/subscriptions/overview
+# "Payments requiring 3D Secure"; stripe-node#628 for invoice_payment_intent_requires_action).
+
+HOSTED = f"https://invoice.stripe.com/i/acct_1KiloTest/test_{INVOICE}"
+REQUIRES_ACTION = payment_intent_json(status="requires_action", last_payment_error=None)
+
+
+def _charge_until_pay(fake: FakeStripe) -> None:
+    fake.answer(invoice_json(status="draft", lines=[], amount=0))
+    fake.answer(invoice_item_json(amount=1000))
+    fake.answer(invoice_json(status="open"))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            (
+                card_error_json(
+                    message="This payment requires additional user action before it can be "
+                    "completed successfully.",
+                    code="invoice_payment_intent_requires_action",
+                    decline_code="",
+                ),
+                402,
+            ),
+            id="invoice_payment_intent_requires_action",
+        ),
+        pytest.param(
+            (
+                card_error_json(
+                    message="Your card was declined. This transaction requires authentication.",
+                    code="card_declined",
+                    decline_code="authentication_required",
+                ),
+                402,
+            ),
+            id="authentication_required decline",
+        ),
+    ],
+)
+def test_it_reports_a_charge_waiting_for_authentication_with_the_hosted_page(
+    fake: FakeStripe, gateway: StripeGateway, answer: tuple[dict[str, Any], int]
+) -> None:
+    _charge_until_pay(fake)
+    fake.answer(*answer)
+    fake.answer(invoice_json(status="open"))
+
+    charge = _charge(gateway, "purchase-p_3ds")
+
+    assert not charge.paid
+    assert charge.failure is not None
+    assert charge.failure.code == "authentication_required"
+    assert charge.failure.needs_authentication
+    assert charge.failure.action_url == HOSTED
+    assert fake.sent[-1] == Sent("get", f"/v1/invoices/{INVOICE}", {})
+
+
+def test_it_reports_an_answer_whose_payment_requires_action_as_waiting(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    _charge_until_pay(fake)
+    fake.answer(invoice_json(status="open"))  # invoices.pay answered, but nothing was paid
+    fake.answer(
+        stripe_list(
+            [invoice_payment_json(intent=REQUIRES_ACTION, invoice=INVOICE)], "/v1/invoice_payments"
+        )
+    )
+    fake.answer(invoice_json(status="open"))
+
+    charge = _charge(gateway, "purchase-p_3ds2")
+
+    assert charge.failure is not None
+    assert (charge.failure.code, charge.failure.action_url) == ("authentication_required", HOSTED)
+    assert [sent.path for sent in fake.sent[-3:]] == [
+        f"/v1/invoices/{INVOICE}/pay",
+        "/v1/invoice_payments",
+        f"/v1/invoices/{INVOICE}",
+    ]
+
+
+def test_it_pays_on_session_and_points_to_the_hosted_page_for_authentication(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    fake.answer(
+        card_error_json(
+            message="Authentication required.",
+            code="invoice_payment_intent_requires_action",
+            decline_code="",
+        ),
+        402,
+    )
+    fake.answer(invoice_json(status="open"))
+
+    with pytest.raises(CardError) as caught:
+        gateway.invoice_pay(invoice_id=INVOICE, idempotency_key="pay-now-1", off_session=False)
+
+    assert caught.value.needs_authentication
+    assert caught.value.action_url == HOSTED
+    assert fake.sent == [
+        Sent("post", f"/v1/invoices/{INVOICE}/pay", {"off_session": "false"}, "pay-now-1"),
+        Sent("get", f"/v1/invoices/{INVOICE}", {}),
+    ]
+
+
+def test_it_reads_how_the_last_payment_attempt_ended(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    lost = payment_intent_json(
+        status="requires_payment_method",
+        last_payment_error={
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "lost_card",
+            "message": "Your card was declined.",
+        },
+    )
+    fake.answer(stripe_list([invoice_payment_json(intent=lost, invoice=INVOICE)], "/v1/x"))
+    fake.answer(stripe_list([], "/v1/invoice_payments"))
+
+    attempt = gateway.invoice_last_payment(invoice_id=INVOICE)
+
+    assert attempt is not None
+    assert (attempt.code, attempt.decline_code, attempt.hard) == (
+        "card_declined",
+        "lost_card",
+        True,
+    )
+    assert gateway.invoice_last_payment(invoice_id="in_never") is None
+    assert fake.sent[0] == Sent(
+        "get",
+        "/v1/invoice_payments",
+        {"invoice": INVOICE, "limit": "1", "expand": ["data.payment.payment_intent"]},
+    )
+
+
+def test_it_voids_an_invoice_and_accepts_one_stripe_voided_already(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    # Stripe voids an expired pending update's invoice itself
+    # (https://docs.stripe.com/billing/subscriptions/pending-updates-reference).
+    fake.answer(invoice_json(status="void"))
+    fake.answer(invalid_request_json("You can only void an open invoice."), 400)
+    fake.answer(invoice_json(status="void"))
+
+    assert gateway.invoice_void(invoice_id=INVOICE).status == "void"
+    assert gateway.invoice_void(invoice_id=INVOICE).status == "void"
+    assert [(sent.method, sent.path) for sent in fake.sent] == [
+        ("post", f"/v1/invoices/{INVOICE}/void"),
+        ("post", f"/v1/invoices/{INVOICE}/void"),
+        ("get", f"/v1/invoices/{INVOICE}"),
+    ]
+
+
+def test_it_does_not_hide_a_refused_void_of_a_paid_invoice(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    fake.answer(invalid_request_json("You can only void an open invoice."), 400)
+    fake.answer(invoice_json(status="paid"))
+
+    with pytest.raises(GatewayError):
+        gateway.invoice_void(invoice_id=INVOICE)
+
+
+# Refunds and disputes. Charges and PaymentIntents name no invoice since 2025-03-31: the
+# InvoicePayment links them (https://docs.stripe.com/api/invoice-payments/list).
+
+REFUND = "re_1RkMrrB7WZ01zgkWref00001"
+DISPUTE = "du_1RkMssB7WZ01zgkWdsp00001"
+INTENT = "pi_3RkMccB7WZ01zgkW1d3cL1n3"
+
+
+def refund_json(*, amount: int = 2500, status: str = "succeeded") -> dict[str, Any]:
+    return {
+        "id": REFUND,
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": "txn_1RkMrr",
+        "charge": "ch_3RkMccB7WZ01zgkW1ch00001",
+        "created": MID,
+        "currency": "usd",
+        "metadata": {"purchase_id": "981"},
+        "payment_intent": INTENT,
+        "reason": "requested_by_customer",
+        "status": status,
+    }
+
+
+def dispute_json(*, status: str = "needs_response") -> dict[str, Any]:
+    return {
+        "id": DISPUTE,
+        "object": "dispute",
+        "amount": 5000,
+        "balance_transactions": [],
+        "charge": "ch_3RkMccB7WZ01zgkW1ch00001",
+        "created": MID,
+        "currency": "usd",
+        "evidence_details": {"due_by": MID + 86400 * 21, "has_evidence": False},
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": INTENT,
+        "reason": "fraudulent",
+        "status": status,
+    }
+
+
+def test_it_finds_the_invoice_a_payment_paid(fake: FakeStripe, gateway: StripeGateway) -> None:
+    paid = {**invoice_payment_json(intent=INTENT, invoice=INVOICE), "status": "paid"}  # type: ignore[arg-type]
+    fake.answer(stripe_list([paid], "/v1/invoice_payments"))
+
+    assert gateway.payment_invoice_id(payment_intent=INTENT) == INVOICE
+    assert fake.sent == [
+        Sent(
+            "get",
+            "/v1/invoice_payments",
+            {"payment": {"type": "payment_intent", "payment_intent": INTENT}, "limit": "1"},
+        )
+    ]
+
+
+def test_it_refunds_part_of_an_invoices_payment_once(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    paid = {**invoice_payment_json(intent=INTENT, invoice=INVOICE), "status": "paid"}  # type: ignore[arg-type]
+    fake.answer(stripe_list([paid], "/v1/invoice_payments"))
+    fake.answer(refund_json())
+
+    refund = gateway.refund_create(
+        invoice_id=INVOICE,
+        amount=2500,
+        reason="requested_by_customer",
+        metadata={"purchase_id": "981"},
+        idempotency_key="purchase-981-refund-k1",
+    )
+
+    assert (refund.id, refund.amount, refund.payment_intent, refund.takes_money_back) == (
+        REFUND,
+        2500,
+        INTENT,
+        True,
+    )
+    assert fake.sent == [
+        Sent("get", "/v1/invoice_payments", {"invoice": INVOICE, "status": "paid", "limit": "1"}),
+        Sent(
+            "post",
+            "/v1/refunds",
+            {
+                "payment_intent": INTENT,
+                "amount": "2500",
+                "reason": "requested_by_customer",
+                "metadata": {"purchase_id": "981"},
+            },
+            "purchase-981-refund-k1",
+        ),
+    ]
+
+
+def test_it_lists_a_payments_refunds_and_reads_a_dispute(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    fake.answer(stripe_list([refund_json(), refund_json(status="failed")], "/v1/refunds"))
+    fake.answer(dispute_json(status="lost"))
+
+    refunds = gateway.refund_list(payment_intent=INTENT)
+    dispute = gateway.dispute_retrieve(dispute_id=DISPUTE)
+
+    assert [refund.takes_money_back for refund in refunds] == [True, False]
+    assert (dispute.amount, dispute.status, dispute.withdraws_funds, dispute.won) == (
+        5000,
+        "lost",
+        True,
+        False,
+    )
+    assert fake.sent == [
+        Sent("get", "/v1/refunds", {"payment_intent": INTENT, "limit": "100"}),
+        Sent("get", f"/v1/disputes/{DISPUTE}", {}),
+    ]
+
+
+def test_it_makes_a_subscription_checkouts_card_the_customers_default(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    # "the collected payment method is set as the default_payment_method on the Subscription":
+    # copied to the customer and cleared there, so that a card replaced later is the one used.
+    session = checkout_session_json(mode="subscription", status="complete", payment_status="paid")
+    session["subscription"] = {
+        **subscription_json(),
+        "default_payment_method": PM,
+    }
+    fake.answer(session)
+    fake.answer(customer_json(default_payment_method=PM))
+    fake.answer(subscription_json())
+
+    gateway.checkout_session_save_card(session_id=SESSION)
+
+    assert fake.sent[1:] == [
+        Sent(
+            "post",
+            f"/v1/customers/{CUSTOMER}",
+            {"invoice_settings": {"default_payment_method": PM}},
+            GENERATED,
+        ),
+        Sent(
+            "post", f"/v1/subscriptions/{SUBSCRIPTION}", {"default_payment_method": ""}, GENERATED
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("GB", "gb 123 456 789", "gb_vat", "GB123456789"),
+        ("CH", "CHE-123.456.789 MWST", "ch_vat", "CHE-123.456.789 MWST"),
+        ("US", "123456789", "us_ein", "12-3456789"),
+    ],
+)
+def test_it_sends_each_countrys_tax_id_type(
+    fake: FakeStripe, gateway: StripeGateway, case: tuple[str, str, str, str]
+) -> None:
+    country, typed, tax_type, value = case
+    # The type follows the country (https://docs.stripe.com/billing/customer/tax-ids).
+    matched = tax_id_for(country=country, value=typed)
+    fake.answer(customer_json())
+
+    gateway.customer_create(
+        details=CustomerDetails(
+            name="Acme", email="ap@acme.example", tax_id=matched.value, tax_id_type=matched.type
+        ),
+        metadata={},
+        idempotency_key="k",
+    )
+
+    assert fake.sent[0].params["tax_id_data"] == [{"type": tax_type, "value": value}]

@@ -17,6 +17,7 @@ import pytest
 import stripe
 import stripe.test_helpers
 
+from payments.gateway import Charge
 from payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
 
 SECRET_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
@@ -128,6 +129,7 @@ def test_it_runs_a_team_plan_through_stripe_test_mode(
     charge = gateway.charge(
         customer_id=customer.id,
         amount=1000,
+        currency="usd",
         description="AI credits top-up (live test)",
         metadata=metadata,
         idempotency_key=f"{run}:credits",
@@ -139,3 +141,99 @@ def test_it_runs_a_team_plan_through_stripe_test_mode(
 
     invoices = gateway.invoice_list(customer_id=customer.id)
     assert {first.id, change.invoice.id, charge.invoice.id} <= {invoice.id for invoice in invoices}
+
+
+def _customer(client: stripe.StripeClient, clock: stripe.test_helpers.TestClock, run: str) -> str:
+    customer = client.v1.customers.create(
+        {
+            "name": "Acme Robotics (live test)",
+            "email": "billing@acme.example",
+            "test_clock": clock.id,
+            "metadata": {"kilo_live_test": run},
+        }
+    )
+    return customer.id
+
+
+def _default_card(client: stripe.StripeClient, customer_id: str, payment_method: str) -> str:
+    card = client.v1.payment_methods.attach(payment_method, {"customer": customer_id})
+    client.v1.customers.update(
+        customer_id, {"invoice_settings": {"default_payment_method": card.id}}
+    )
+    return card.id
+
+
+def _credits(gateway: StripeGateway, customer_id: str, key: str, amount: int = 5000) -> Charge:
+    return gateway.charge(
+        customer_id=customer_id,
+        amount=amount,
+        currency="usd",
+        description="AI credits (live test)",
+        metadata={"kind": "credit_purchase"},
+        idempotency_key=key,
+    )
+
+
+def test_it_refunds_disputes_authenticates_and_declines_in_stripe_test_mode(
+    client: stripe.StripeClient, clock: stripe.test_helpers.TestClock
+) -> None:
+    gateway = StripeGateway(api_key=SECRET_KEY)
+    run = uuid.uuid4().hex[:12]
+
+    # The saved card is the default only: an attached card is not reported.
+    plain = _customer(client, clock, run)
+    client.v1.payment_methods.attach("pm_card_visa", {"customer": plain})
+    assert gateway.payment_method_default(customer_id=plain) is None
+
+    # A refund, partial, found again from its payment; the invoice stays paid.
+    _default_card(client, plain, "pm_card_mastercard")
+    paid = _credits(gateway, plain, f"{run}:refund")
+    assert paid.paid
+    refund = gateway.refund_create(
+        invoice_id=paid.invoice.id,
+        amount=1500,
+        reason="requested_by_customer",
+        metadata={"kilo_live_test": run},
+        idempotency_key=f"{run}:refund:1",
+    )
+    assert (refund.amount, refund.takes_money_back) == (1500, True)
+    assert gateway.payment_invoice_id(payment_intent=refund.payment_intent) == paid.invoice.id
+    assert [r.id for r in gateway.refund_list(payment_intent=refund.payment_intent)] == [refund.id]
+    assert gateway.invoice_retrieve(invoice_id=paid.invoice.id).status == "paid"
+
+    # 3-D Secure off-session: reported as waiting for the payer, with the hosted page.
+    secure = _customer(client, clock, run)
+    _default_card(client, secure, "pm_card_authenticationRequired")
+    waiting = _credits(gateway, secure, f"{run}:3ds")
+    assert waiting.failure is not None
+    assert waiting.failure.needs_authentication
+    assert waiting.failure.action_url == waiting.invoice.hosted_invoice_url
+    attempt = gateway.invoice_last_payment(invoice_id=waiting.invoice.id)
+    assert attempt is not None
+    assert attempt.needs_authentication
+
+    # A hard decline on a saved card (Stripe's token for it: the card number cannot be attached).
+    lost = _customer(client, clock, run)
+    card = client.v1.payment_methods.create(
+        {"type": "card", "card": {"token": "tok_visa_chargeCustomerFailLostCard"}}
+    )
+    _default_card(client, lost, card.id)
+    declined = _credits(gateway, lost, f"{run}:lost")
+    assert declined.failure is not None
+    assert (declined.failure.decline_code, declined.failure.hard) == ("lost_card", True)
+    assert gateway.invoice_void(invoice_id=declined.invoice.id).status == "void"
+    assert gateway.invoice_void(invoice_id=declined.invoice.id).status == "void"
+
+    # A dispute (4000 0000 0000 0259 is disputed as fraudulent), read back from its payment.
+    disputed = _customer(client, clock, run)
+    _default_card(client, disputed, "pm_card_createDispute")
+    bought = _credits(gateway, disputed, f"{run}:dispute")
+    assert bought.paid
+    payment = client.v1.invoice_payments.list({"invoice": bought.invoice.id, "limit": 1}).data[0]
+    intent = str(payment.payment.payment_intent)
+    deadline = time.monotonic() + CLOCK_READY_TIMEOUT
+    while not (found := client.v1.disputes.list({"payment_intent": intent}).data):
+        assert time.monotonic() < deadline, "Stripe opened no dispute"
+        time.sleep(2)
+    dispute = gateway.dispute_retrieve(dispute_id=found[0].id)
+    assert (dispute.amount, dispute.withdraws_funds, dispute.payment_intent) == (5000, True, intent)

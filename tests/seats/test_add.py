@@ -230,7 +230,9 @@ def test_a_declined_charge_changes_nothing_until_the_invoice_is_paid(
 
     mail.outbox.clear()
     with time_machine.travel(START + timedelta(days=10, hours=2), tick=False):
-        assert sandbox_services.invoice_pay_with_card(invoice_id=invoice.id, card=GOOD) is None
+        assert (
+            sandbox_services.invoice_pay_with_card(invoice_id=invoice.id, card=GOOD).error is None
+        )
         with django_capture_on_commit_callbacks(execute=True):
             settle()
     subscription.refresh_from_db()

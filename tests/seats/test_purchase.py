@@ -121,7 +121,7 @@ def test_without_a_saved_card_the_buyer_pays_on_checkout(world: World) -> None:
         assert not SeatSubscription.objects.exists()
         page = client_for(world.owner).get(reverse("org_seats", args=[world.org.pk]))
         assert "waiting for payment" in page.content.decode()
-        assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD) is None
+        assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD).error is None
         settle()
     subscription = SeatSubscription.objects.get(organization=world.org)
     assert (subscription.quantity, subscription.status, subscription.unit_amount) == (
@@ -139,7 +139,7 @@ def test_without_a_saved_card_the_buyer_pays_on_checkout(world: World) -> None:
 def test_coming_back_from_checkout_shows_the_seats_before_the_webhook(world: World) -> None:
     response = confirm(world, seats=3)
     session_id = re.search(r"/(cs_test_\w+)", response["Location"]).group(1)  # type: ignore[union-attr]
-    assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD) is None
+    assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD).error is None
     # No settle(): the webhooks have not arrived; the return page syncs from the gateway.
     client = client_for(world.owner)
     back = client.get(reverse("org_seats", args=[world.org.pk]), {"session": session_id})
@@ -159,7 +159,7 @@ def test_a_return_with_another_organizations_session_changes_nothing(world: Worl
         {"plan": "teams", "seats": 1, "key": str(uuid.uuid4())},
     )
     session_id = re.search(r"/(cs_test_\w+)", response["Location"]).group(1)  # type: ignore[union-attr]
-    assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD) is None
+    assert sandbox_services.checkout_complete(session_id=session_id, card=GOOD).error is None
     client_for(world.owner).get(reverse("org_seats", args=[world.org.pk]), {"session": session_id})
     assert not SeatSubscription.objects.filter(organization=world.org).exists()
     assert not SeatSubscription.objects.filter(organization=world.neighbour).exists()

@@ -167,6 +167,7 @@ EXCLUDED: dict[str, str] = {
             "sandbox_portal",
             "sandbox_invoice",
             "sandbox_invoice_pdf",
+            "sandbox_authenticate",
         ),
         SANDBOX,
     ),
