@@ -61,6 +61,79 @@ class DailyUsage(models.Model):
         return f"{self.day} {self.model} {self.cost}"
 
 
+class WeeklyUsage(models.Model):
+    """One account's usage in one rollup week (a week cut at the first of each month:
+    `analytics.periods.week_start`) by one user, provider, model and project: the sum of that
+    week's daily rows, written by `usage_weeks_sum` once the week has ended. Pages read these
+    rows for the weeks `UsageWeek` says are summed and up to date, and the daily rows for every
+    other day, so long periods read about a seventh of the rows and every figure stays exact."""
+
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    start = models.DateField(help_text="The week's first day (UTC).")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    project = models.CharField(max_length=200, blank=True)
+    requests = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField()
+    cost = models.BigIntegerField(help_text="Microdollars")
+
+    class Meta:
+        # Read one week at a time (account, start): that index also serves the member and
+        # project filters within the week, so there is no other.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "start", "user", "provider", "model", "project"],
+                name="weekly_usage_one_row_per_key",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=Q(requests__gt=0) & Q(cost__gte=0), name="weekly_usage_counts_events"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"week of {self.start} {self.model} {self.cost}"
+
+
+class UsageWeek(models.Model):
+    """A rollup week in which an account has usage, and whether its WeeklyUsage rows are its
+    daily rows summed. Kept by triggers on the daily rollups (migration 0004): a new daily row
+    notes its week (unsummed); a record for a past day (an import, demo history) marks its week
+    unsummed again, waiting for a sum in progress to commit first. `usage_weeks_sum` sums the
+    weeks that have ended."""
+
+    account = models.ForeignKey(
+        CreditAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    start = models.DateField(help_text="The week's first day (UTC).")
+    summed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "start"], name="usage_week_one_row"),
+        ]
+        indexes = [
+            # The weeks waiting for their sum, without reading the summed ones.
+            models.Index(fields=["start"], condition=Q(summed=False), name="usage_week_to_sum"),
+        ]
+
+    def __str__(self) -> str:
+        return f"week of {self.start}: {'summed' if self.summed else 'to sum'}"
+
+
 class UsageSettings(models.Model):
     """What members may see on the Usage tab besides their own usage. Absent: the defaults."""
 
