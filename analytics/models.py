@@ -109,11 +109,11 @@ class WeeklyUsage(models.Model):
 
 
 class UsageWeek(models.Model):
-    """A rollup week in which an account has usage, and whether its WeeklyUsage rows are its
-    daily rows summed. Kept by triggers on the daily rollups (migration 0004): a new daily row
-    notes its week (unsummed); a record for a past day (an import, demo history) marks its week
-    unsummed again, waiting for a sum in progress to commit first. `usage_weeks_sum` sums the
-    weeks that have ended."""
+    """An ended rollup week in which an account has usage, and whether its WeeklyUsage rows are
+    its daily rows summed. `usage_weeks_sum` notes the accounts of each week once the week has
+    ended, then sums them; a trigger on the daily rollups (migration 0004) marks a week unsummed
+    again when a record for a past day lands in it (an import, demo history), after waiting for
+    a sum in progress to commit. A debit of the current day runs no trigger of its own."""
 
     account = models.ForeignKey(
         CreditAccount, on_delete=models.CASCADE, related_name="+", db_index=False
@@ -132,6 +132,18 @@ class UsageWeek(models.Model):
 
     def __str__(self) -> str:
         return f"week of {self.start}: {'summed' if self.summed else 'to sum'}"
+
+
+class SweptWeek(models.Model):
+    """A rollup week whose accounts with usage `usage_weeks_sum` has noted (UsageWeek), once no
+    transaction that began before the week's end was open: each later record in it is a late
+    one, which marks its week itself."""
+
+    start = models.DateField(unique=True, help_text="The week's first day (UTC).")
+    swept_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"week of {self.start} swept"
 
 
 class UsageSettings(models.Model):

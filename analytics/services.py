@@ -5,11 +5,13 @@ usage records.)"""
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from accounts.models import User
-from analytics.models import DailyUsage, UsageSettings, UsageWeek, WeeklyUsage
+from analytics.models import DailyUsage, SweptWeek, UsageSettings, UsageWeek, WeeklyUsage
 from analytics.periods import week_last, week_start
+from credits.models import CreditAccount
 from organizations.models import Organization
 from organizations.services import audit_record
 
@@ -76,6 +78,26 @@ _SUM_SQL = f"""
     WHERE account_id = ANY(%s) AND day BETWEEN %s AND %s
     GROUP BY {_KEY}
 """  # noqa: S608 - table names from the models
+# Note every account with daily rows in the weeks given (first days, last days).
+_NOTE_SQL = f"""
+    INSERT INTO {UsageWeek._meta.db_table} (account_id, start, summed)
+    SELECT account.id, week.start, false
+    FROM {CreditAccount._meta.db_table} AS account
+    CROSS JOIN unnest(%s::date[], %s::date[]) AS week(start, last)
+    WHERE EXISTS (
+        SELECT 1 FROM {DailyUsage._meta.db_table} AS daily
+        WHERE daily.account_id = account.id AND daily.day BETWEEN week.start AND week.last
+    )
+    ON CONFLICT (account_id, start) DO NOTHING
+"""  # noqa: S608 - table names from the models
+# A week claimed with no daily rows left (its organization was purged meanwhile) goes.
+_FORGET_SQL = f"""
+    DELETE FROM {UsageWeek._meta.db_table} AS week
+    WHERE week.start = %s AND week.account_id = ANY(%s) AND NOT EXISTS (
+        SELECT 1 FROM {DailyUsage._meta.db_table} AS daily
+        WHERE daily.account_id = week.account_id AND daily.day BETWEEN %s AND %s
+    )
+"""  # noqa: S608 - table names from the models
 # A client transaction of this database that began before the moment given and is still open:
 # it may yet commit daily rows of a week that ended since (see migration 0004).
 _OPEN_SINCE_SQL = """
@@ -88,30 +110,62 @@ _OPEN_SINCE_SQL = """
 
 
 def usage_weeks_sum() -> dict[str, int]:
-    """Sum each ended rollup week noted unsummed (new weeks, and weeks a late record made stale)
-    from its daily rows into its weekly rows. A week waits for a later run while a transaction
-    that began before its end is still open. The clock is the database's, as in the triggers.
-    Safe to run twice, and beside itself."""
+    """Note the accounts with usage in each rollup week that has ended since the last run, then
+    sum every ended week noted unsummed (those, and weeks a late record made stale) from its
+    daily rows into its weekly rows. A week waits for a later run while a transaction that began
+    before its end is still open: such a transaction may yet commit rows into the week without
+    marking it. The clock is the database's, as in the trigger. Safe to run twice, and beside
+    itself."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
-        today: date = cursor.fetchone()[0]
+        current = week_start(cursor.fetchone()[0])
+    swept = _weeks_sweep(current)
     ended = (
-        UsageWeek.objects.filter(summed=False, start__lt=week_start(today))
+        UsageWeek.objects.filter(summed=False, start__lt=current)
         .values_list("start", flat=True)
         .distinct()
         .order_by("start")
     )
     summed = waiting = 0
     for start in ended:
-        end = datetime.combine(week_last(start) + timedelta(days=1), time(), tzinfo=UTC)
-        if transactions_open_since(end):
+        if transactions_open_since(_end_of(start)):
             waiting += 1
             continue
         while batch := _week_sum(start):
             summed += batch
             if batch < WEEKS_PER_BATCH:
                 break
-    return {"weeks_summed": summed, "weeks_waiting": waiting}
+    return {"weeks_swept": swept, "weeks_summed": summed, "weeks_waiting": waiting}
+
+
+def _end_of(start: date) -> datetime:
+    return datetime.combine(week_last(start) + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def _weeks_sweep(current: date) -> int:
+    """Note the accounts of the weeks ended since the last sweep (all of them the first time),
+    up to the last one no open transaction began before the end of."""
+    last = SweptWeek.objects.aggregate(last=Max("start"))["last"]
+    if last is not None:
+        start = week_last(last) + timedelta(days=1)
+    else:
+        first_day = DailyUsage.objects.aggregate(first=Min("day"))["first"]
+        if first_day is None:
+            return 0
+        start = week_start(first_day)
+    weeks = []
+    while start < current:
+        weeks.append(start)
+        start = week_last(start) + timedelta(days=1)
+    while weeks and transactions_open_since(_end_of(weeks[-1])):
+        weeks.pop()
+    if weeks:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_NOTE_SQL, [weeks, [week_last(week) for week in weeks]])
+            SweptWeek.objects.bulk_create(
+                [SweptWeek(start=week) for week in weeks], ignore_conflicts=True
+            )
+    return len(weeks)
 
 
 def transactions_open_since(moment: datetime) -> bool:
@@ -130,4 +184,5 @@ def _week_sum(start: date) -> int:
         if accounts:
             cursor.execute(_CLEAR_SQL, [start, accounts])
             cursor.execute(_SUM_SQL, [start, accounts, start, week_last(start)])
+            cursor.execute(_FORGET_SQL, [start, accounts, start, week_last(start)])
     return len(accounts)

@@ -14,7 +14,7 @@ from django.db.models import Count, Sum
 from django.urls import reverse
 
 from analytics import services
-from analytics.models import DailyUsage, UsageWeek, WeeklyUsage
+from analytics.models import DailyUsage, SweptWeek, UsageWeek, WeeklyUsage
 from analytics.periods import week_last, week_start
 from analytics.selectors import Totals
 from analytics.services import organization_usage_delete, usage_weeks_sum
@@ -23,6 +23,8 @@ from tests.analytics.conftest import spend
 from tests.conftest import World, client_for
 
 KEY = ("user_id", "provider", "model", "project")
+TRIGGER = "analytics_usage_week_late"
+DAY = timedelta(days=1)
 SUMS = ("requests", "input_tokens", "output_tokens", "cost")
 
 
@@ -176,14 +178,40 @@ def test_it_sums_each_ended_week_from_its_daily_rows(
         spend(acme, world.member, cost=3_000 + n, at=at(day, 20), model="gpt-5", provider="openai")
     ended = {week_start(day) for day in days} - {week_start(today)}
 
-    assert usage_weeks_sum() == {"weeks_summed": len(ended), "weeks_waiting": 0}
+    result = usage_weeks_sum()
 
+    assert (result["weeks_summed"], result["weeks_waiting"]) == (len(ended), 0)
+    # Every week from the first with usage to the last ended one, empty ones too.
+    assert SweptWeek.objects.count() == result["weeks_swept"] >= len(ended)
+    assert SweptWeek.objects.latest("start").start == week_start(week_start(today) - DAY)
     for first in ended:
         assert summed(acme, first)
         assert weekly_of_week(acme, first) == daily_of_week(acme, first)
-    assert summed(acme, week_start(today)) is False
+    assert not summed(acme, week_start(today))  # never while it lasts
     assert not WeeklyUsage.objects.filter(start=week_start(today)).exists()
-    assert usage_weeks_sum() == {"weeks_summed": 0, "weeks_waiting": 0}
+    assert usage_weeks_sum() == {"weeks_swept": 0, "weeks_summed": 0, "weeks_waiting": 0}
+
+
+def test_it_notes_and_sums_a_week_written_before_it_ended(
+    world: World, acme: CreditAccount, past_week: tuple[date, date], today: date
+) -> None:
+    """Rows written while their week was the current one go through no trigger: the week is
+    found by the sweep once it has ended."""
+    first, last = past_week
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {DailyUsage._meta.db_table} DISABLE TRIGGER {TRIGGER}")
+        spend(acme, world.member, cost=10_000, at=at(first))
+        spend(acme, world.owner, cost=5_000, at=at(last), project="x")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no trigger event pending at ALTER
+        cursor.execute(f"ALTER TABLE {DailyUsage._meta.db_table} ENABLE TRIGGER {TRIGGER}")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    assert summed(acme, first) is None
+
+    assert usage_weeks_sum()["weeks_summed"] == 1
+
+    assert summed(acme, first)
+    assert weekly_of_week(acme, first) == daily_of_week(acme, first)
+    assert page_totals(world, **months(today)).cost == 15_000
 
 
 def test_the_sql_and_the_python_weeks_agree() -> None:
@@ -218,16 +246,15 @@ def test_pages_read_the_weekly_rows_of_whole_summed_weeks(
     assert page_totals(world, **months(today)).cost == 30_000
 
 
-def test_a_record_of_today_leaves_its_week_as_it_is(
+def test_a_debit_of_the_current_day_runs_no_week_trigger(
     world: World, acme: CreditAccount, today: date
 ) -> None:
-    """A debit of the current day only notes its week (no update of the week's row: nothing
-    is added to a debit), and a week in progress is never summed."""
+    """Nothing is added to a debit: its daily row (new or not) passes no trigger's WHEN."""
     spend(acme, world.member, cost=1_000, at=at(today, 0))
-    UsageWeek.objects.filter(account=acme, start=week_start(today)).update(summed=True)
     spend(acme, world.member, cost=2_000, at=at(today, 0))  # the same daily row
     spend(acme, world.member, cost=3_000, at=at(today, 0), project="new")  # a new one
-    assert summed(acme, week_start(today)) is True
+    assert not UsageWeek.objects.filter(account=acme).exists()
+    assert usage_weeks_sum()["weeks_summed"] == 0
 
 
 # Late records
@@ -247,7 +274,7 @@ def test_a_late_record_in_a_summed_week_marks_it_and_the_page_stays_exact(
     assert summed(acme, first) is False
     totals = page_totals(world, **months(today))
     assert (totals.cost, totals.requests) == ledger_totals(acme) == (22_000, 3)
-    assert usage_weeks_sum() == {"weeks_summed": 1, "weeks_waiting": 0}
+    assert usage_weeks_sum()["weeks_summed"] == 1
     assert weekly_of_week(acme, first) == daily_of_week(acme, first)
     assert page_totals(world, **months(today)).cost == 22_000
 
@@ -262,12 +289,12 @@ def test_a_sum_passes_over_a_week_a_late_record_is_writing(
     late.start()
     assert late.paused.wait(10)
 
-    assert usage_weeks_sum() == {"weeks_summed": 0, "weeks_waiting": 0}
+    assert usage_weeks_sum()["weeks_summed"] == 0
     late.finish()
 
     assert summed(acme, first) is False
     assert page_totals(world, **months(today)).cost == 15_000
-    assert usage_weeks_sum() == {"weeks_summed": 1, "weeks_waiting": 0}
+    assert usage_weeks_sum()["weeks_summed"] == 1
     assert weekly_of_week(acme, first) == daily_of_week(acme, first)
 
 
@@ -322,8 +349,9 @@ def test_a_week_is_left_for_a_later_run_while_such_a_transaction_is_open(
     first, _ = past_week
     spend(acme, world.member, cost=10_000, at=at(first))
     monkeypatch.setattr(services, "transactions_open_since", lambda moment: True)
-    assert usage_weeks_sum() == {"weeks_summed": 0, "weeks_waiting": 1}
+    assert usage_weeks_sum() == {"weeks_swept": 0, "weeks_summed": 0, "weeks_waiting": 1}
     assert summed(acme, first) is False
+    assert not SweptWeek.objects.exists()
 
 
 # The purge
