@@ -77,6 +77,15 @@ class Period:
         return Bucket.MONTH
 
 
+def bucket_start(day: date, bucket: Bucket) -> date:
+    """The first day of the chart bar (day, week or month) that holds `day`."""
+    if bucket == Bucket.WEEK:
+        return day - timedelta(days=day.weekday())
+    if bucket == Bucket.MONTH:
+        return day.replace(day=1)
+    return day
+
+
 def _month_start(day: date) -> date:
     return day.replace(day=1)
 
@@ -134,3 +143,41 @@ def period_resolve(
     assert start is not None
     assert end is not None
     return Period(kind, start, end, _same_length_before(start, end))
+
+
+# Weeks cut at the first of each month: the unit of the weekly rollups. Each lies in one week
+# and one month, so a chart's weeks and months are both sums of whole ones.
+
+
+def week_start(day: date) -> date:
+    """The first day of the rollup week holding `day`: its Monday, or the first of its month
+    when the month began later in that week."""
+    return max(day - timedelta(days=day.weekday()), day.replace(day=1))
+
+
+def week_last(day: date) -> date:
+    """The last day of the rollup week holding `day`: its Sunday, or the month's last day."""
+    sunday = day + timedelta(days=6 - day.weekday())
+    month_last = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return min(sunday, month_last)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Days `first` to `last` of one rollup week; `whole` when they are all of its days (then
+    its weekly rollup can stand for them)."""
+
+    first: date
+    last: date
+    whole: bool
+
+
+def spans(start: date, end: date) -> list[Span]:
+    """Days `start` to `end` (both included) cut into rollup weeks, in order."""
+    result = []
+    first = start
+    while first <= end:
+        last = min(week_last(first), end)
+        result.append(Span(first, last, first == week_start(first) and last == week_last(first)))
+        first = last + timedelta(days=1)
+    return result

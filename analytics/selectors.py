@@ -1,24 +1,30 @@
-"""Reads for the Usage pages, from the daily rollups only and always scoped to one credit
-account (an organization's or a person's) and, for members, to the member's own rows. A page
-costs the same few queries whatever the number of members or events: one scan of the period's
-rollups answers every chart and table (GROUPING SETS), one more the previous period."""
+"""Reads for the Usage pages, from the rollups only and always scoped to one credit account (an
+organization's or a person's) and, for members, to the member's own rows. A page costs the same
+few queries whatever the number of members or events: one pass over the period's rollups answers
+every chart and table (GROUPING SETS), one more the previous period. Whole weeks that have ended
+are read from their weekly rows, every other day from the daily rows (`_rollup_rows`), so a year
+reads about a seventh of a year's daily rows."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Min, QuerySet, Sum
 
 from accounts.models import User
 from analytics.filters import UsageFilters
-from analytics.models import DailyUsage, UsageSettings
-from analytics.periods import Bucket, Period, PeriodKind, period_resolve
+from analytics.models import DailyUsage, UsageSettings, UsageWeek, WeeklyUsage
+from analytics.periods import Bucket, Period, PeriodKind, Span, bucket_start, period_resolve, spans
 from credits.models import CreditAccount, ModelPrice
 from organizations.models import Membership, Organization
 
 COUNTS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+# What the pages show of each group (the CSV has every count): summing fewer columns is most of
+# a long period's cost in the database.
+FIGURES = ("requests", "input_tokens", "output_tokens", "cost")
 
 
 @dataclass(frozen=True)
@@ -175,13 +181,11 @@ def period_of(*, scope: UsageScope, filters: UsageFilters, today: date) -> Perio
 
 @dataclass
 class Figures:
-    """Sums over some rollup rows."""
+    """Sums over some rollup rows, of what the pages show (`FIGURES`, in this order)."""
 
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
     cost: int = 0  # microdollars
 
     @property
@@ -191,12 +195,8 @@ class Figures:
             return None
         return (2 * self.cost + self.requests) // (2 * self.requests)
 
-    @property
-    def cache_tokens(self) -> int:
-        return self.cache_read_tokens + self.cache_write_tokens
-
     def add(self, other: "Figures") -> None:
-        for name in (*COUNTS, "cost"):
+        for name in FIGURES:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -244,50 +244,99 @@ class UsageReport:
     project_options: list[str] = field(default_factory=list)
 
 
-# GROUPING(b, user_id, provider, model, project): a set bit is a column summed over.
-_G_BUCKET_MODEL = 0b01001
-_G_BUCKET_MEMBER = 0b00111
+# GROUPING(day, user_id, provider, model, project): a set bit is a column summed over.
+_G_DAY_MODEL = 0b01001
+_G_DAY_MEMBER = 0b00111
 _G_MEMBER = 0b10111
 _G_MODEL = 0b11001
 _G_PROJECT = 0b11110
 
-_BUCKET_SQL = {
-    Bucket.DAY: "day",
-    Bucket.WEEK: "date_trunc('week', day)::date",
-    Bucket.MONTH: "date_trunc('month', day)::date",
-}
+_DAILY = DailyUsage._meta.db_table
+_WEEKLY = WeeklyUsage._meta.db_table
+_WEEKS = UsageWeek._meta.db_table
+_COLUMNS = ", ".join(("user_id", "provider", "model", "project", *FIGURES))
+# bigint, not numeric: plain ints to Python (microdollar totals stay far below 2⁶³).
+_SUMS = ", ".join(f"SUM({column})::bigint" for column in FIGURES)
+
+Conditions = list[tuple[str, Any]]
 
 
-def _grouped_rows(
-    scope: UsageScope, filters: UsageFilters, period: Period
-) -> list[tuple[Any, ...]]:
-    """One scan of the period's rows in scope and under the filters (through the index of the
-    member or project filter when there is one), grouped every way the page needs at once."""
-    where = ["account_id = %s", "day BETWEEN %s AND %s"]
-    params: list[Any] = [scope.account_id, period.start, period.end]
-    for column, value in (
+def _conditions(scope: UsageScope, filters: UsageFilters) -> Conditions:
+    """The columns a page's rows must match: the viewer's own rows, then the filters."""
+    conditions = [
         ("user_id", scope.only_user_id),
         ("user_id", filters.member),
         ("provider", filters.provider or None),
         ("model", filters.model or None),
         ("project", filters.project),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
+    ]
+    return [(column, value) for column, value in conditions if value is not None]
+
+
+def _rollup_rows(
+    account_id: int, conditions: Conditions, start: date, end: date, *, by_day: bool = False
+) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) for the rollup rows of one account matching `conditions` that
+    hold days `start` to `end`: `day`, the key and the `FIGURES`. A whole rollup week whose
+    weekly rows are summed and up to date is read from them (its first day as `day`); every
+    other day from the daily rows, one index range per week. `by_day` reads daily rows only
+    (charts with a bar per day). One statement, so one snapshot: a week summed, or marked
+    stale by a late record, meanwhile is neither missed nor counted twice."""
+    match = "".join(f" AND {column} = %s" for column, _ in conditions)
+    values = [value for _, value in conditions]
+    parts = [Span(start, end, whole=False)] if by_day else spans(start, end)
+    sql = f"""
+        SELECT rows.* FROM unnest(%s::date[], %s::date[], %s::boolean[]) AS span(first, last, whole)
+        LEFT JOIN {_WEEKS} AS week
+            ON span.whole AND week.account_id = %s AND week.start = span.first AND week.summed
+        CROSS JOIN LATERAL (
+            SELECT start AS day, {_COLUMNS} FROM {_WEEKLY}
+            WHERE week.id IS NOT NULL AND account_id = %s AND start = span.first{match}
+            UNION ALL
+            SELECT day, {_COLUMNS} FROM {_DAILY}
+            WHERE week.id IS NULL AND account_id = %s AND day BETWEEN span.first AND span.last
+                {match}
+        ) AS rows
+    """  # noqa: S608 - every value is a parameter; the SQL fragments are this module's own
+    params = [
+        [part.first for part in parts],
+        [part.last for part in parts],
+        [part.whole for part in parts],
+        account_id,
+        account_id,
+        *values,
+        account_id,
+        *values,
+    ]
+    return sql, params
+
+
+def _grouped_rows(
+    scope: UsageScope, filters: UsageFilters, period: Period
+) -> list[tuple[Any, ...]]:
+    """One pass over the period's rollup rows in scope and under the filters (through the
+    index of the member filter when there is one), grouped every way the page needs at once.
+    The chart's set is grouped by the rows' own day (a weekly row's first day): few groups,
+    put into the chart's buckets by `_Grouped`."""
+    assert scope.account_id is not None
+    source, params = _rollup_rows(
+        scope.account_id,
+        _conditions(scope, filters),
+        period.start,
+        period.end,
+        by_day=period.bucket == Bucket.DAY,
+    )
     # Three grouping sets, the fewest that answer everything: the chart's set also gives its
     # series' totals, and any complete set gives the page's totals.
     sets = (
-        "(b, user_id), (provider, model)"
+        "(day, user_id), (provider, model)"
         if _stack_by_member(scope, filters)
-        else "(b, provider, model), (user_id)"
+        else "(day, provider, model), (user_id)"
     )
-    sums = ", ".join(f"SUM({column})" for column in (*COUNTS, "cost"))
     sql = f"""
-        SELECT GROUPING(b, user_id, provider, model, project), b, user_id, provider, model,
-               project, {sums}
-        FROM (SELECT *, {_BUCKET_SQL[period.bucket]} AS b FROM {DailyUsage._meta.db_table}
-              WHERE {" AND ".join(where)}) AS rows
+        SELECT GROUPING(day, user_id, provider, model, project), day, user_id, provider, model,
+               project, {_SUMS}
+        FROM ({source}) AS rows
         GROUP BY GROUPING SETS ({sets}, (project))
     """  # noqa: S608 - every value is a parameter; the SQL fragments are this module's own
     with connection.cursor() as cursor:
@@ -324,28 +373,24 @@ def _stack_by_member(scope: UsageScope, filters: UsageFilters) -> bool:
     return scope.sees_everyone and scope.organization is not None and filters.stack == "member"
 
 
-def _figures(values: tuple[Any, ...], cls: type[Figures] = Figures, **extra: Any) -> Any:
-    counts = [int(v or 0) for v in values]
-    return cls(*counts, **extra)
-
-
-def _totals(rows: QuerySet[DailyUsage]) -> Totals:
-    """Sums and the number of people, from per-person sums (cheaper than COUNT(DISTINCT))."""
+def _totals(account_id: int, conditions: Conditions, start: date, end: date) -> Totals:
+    """Sums over days `start` to `end` and the number of people, from per-person sums (cheaper
+    than COUNT(DISTINCT))."""
+    source, params = _rollup_rows(account_id, conditions, start, end)
+    sql = f"SELECT user_id, {_SUMS} FROM ({source}) AS rows GROUP BY user_id"  # noqa: S608
     totals = Totals()
-    names = [f"sum_{name}" for name in (*COUNTS, "cost")]
-    per_person = rows.values("user_id").annotate(
-        **{f"sum_{name}": Sum(name) for name in (*COUNTS, "cost")}
-    )
-    for person in per_person.values_list(*names, "user_id"):
-        totals.add(_figures(person[:6]))
-        totals.members += person[6] is not None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for user_id, *sums in cursor.fetchall():
+            totals.add(Figures(*sums))
+            totals.members += user_id is not None
     return totals
 
 
 def _previous_totals(scope: UsageScope, filters: UsageFilters, period: Period) -> Totals | None:
     if period.previous is None or scope.account_id is None:
         return None
-    return _totals(_filtered(_scoped(scope).filter(day__range=period.previous), filters))
+    return _totals(scope.account_id, _conditions(scope, filters), *period.previous)
 
 
 def _org_totals(scope: UsageScope, period: Period) -> tuple[Totals | None, Totals | None]:
@@ -353,9 +398,8 @@ def _org_totals(scope: UsageScope, period: Period) -> tuple[Totals | None, Total
     organizations that show them. Totals only: no row says who spent what."""
     if not scope.shows_org_totals or scope.account_id is None:
         return None, None
-    rows = DailyUsage.objects.filter(account_id=scope.account_id)
-    current = _totals(rows.filter(day__range=(period.start, period.end)))
-    previous = _totals(rows.filter(day__range=period.previous)) if period.previous else None
+    current = _totals(scope.account_id, [], period.start, period.end)
+    previous = _totals(scope.account_id, [], *period.previous) if period.previous else None
     return current, previous
 
 
@@ -391,11 +435,7 @@ def _buckets(period: Period) -> list[date]:
     days: list[date] = []
     if period.bucket == Bucket.DAY:
         return [period.start + timedelta(days=n) for n in range(period.days)]
-    current = (
-        period.start - timedelta(days=period.start.weekday())
-        if period.bucket == Bucket.WEEK
-        else period.start.replace(day=1)
-    )
+    current = bucket_start(period.start, period.bucket)
     while current <= period.end:
         days.append(current)
         if period.bucket == Bucket.WEEK:
@@ -409,68 +449,114 @@ def model_key(provider: str, model: str) -> str:
     return f"{provider}/{model}"
 
 
-@dataclass
-class _Grouped:
-    """The rows of `_grouped_rows`, sorted out by grouping set."""
+def _sum_into(sums: dict[Any, list[int]], key: Any, values: list[int]) -> None:
+    into = sums.get(key)
+    if into is None:
+        sums[key] = values
+    else:
+        for index, value in enumerate(values):
+            into[index] += value
 
-    totals: Totals = field(default_factory=Totals)
-    by_member: dict[int | None, Figures] = field(default_factory=dict)
-    by_model: dict[tuple[str, str], Figures] = field(default_factory=dict)
-    by_project: dict[str, Figures] = field(default_factory=dict)
-    spend: dict[tuple[date, str], int] = field(default_factory=dict)
+
+class _Grouped:
+    """The rows of `_grouped_rows`, sorted out by grouping set; sums as plain lists while the
+    rows come (thousands of them for a long period stacked by member), Figures at the end."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.members: dict[int | None, list[int]] = {}
+        self.models: dict[tuple[str, str], list[int]] = {}
+        self.projects: dict[str, list[int]] = {}
+        self.spend: dict[tuple[date, str], int] = {}
 
     def add(self, row: tuple[Any, ...]) -> None:
-        grouping, bucket, user_id, provider, model, project = row[:6]
-        figures = _figures(row[6:12])
+        grouping, day, user_id, provider, model, project, *sums = row
         if grouping == _G_MEMBER:
-            self.by_member[user_id] = figures
+            self.members[user_id] = sums
         elif grouping == _G_MODEL:
-            self.by_model[(provider, model)] = figures
+            self.models[(provider, model)] = sums
         elif grouping == _G_PROJECT:
-            self.by_project[project] = figures
-            self.totals.add(figures)
-        elif grouping == _G_BUCKET_MODEL:
-            self.by_model.setdefault((provider, model), Figures()).add(figures)
-            self.spend[(bucket, model_key(provider, model))] = figures.cost
+            self.projects[project] = sums
         else:
-            self.by_member.setdefault(user_id, Figures()).add(figures)
-            self.spend[(bucket, str(user_id))] = figures.cost
+            if grouping == _G_DAY_MODEL:
+                _sum_into(self.models, (provider, model), sums)
+                series = model_key(provider, model)
+            else:
+                _sum_into(self.members, user_id, sums)
+                series = str(user_id)
+            key = (bucket_start(day, self.bucket), series)
+            self.spend[key] = self.spend.get(key, 0) + sums[-1]
+
+    @property
+    def by_member(self) -> dict[int | None, Figures]:
+        return {key: Figures(*sums) for key, sums in self.members.items()}
+
+    @property
+    def by_model(self) -> dict[tuple[str, str], Figures]:
+        return {key: Figures(*sums) for key, sums in self.models.items()}
+
+    @property
+    def by_project(self) -> dict[str, Figures]:
+        return {key: Figures(*sums) for key, sums in self.projects.items()}
+
+    @property
+    def totals(self) -> Totals:
+        totals = Totals()
+        for figures in self.by_project.values():
+            totals.add(figures)
+        totals.members = sum(1 for user_id in self.members if user_id is not None)
+        return totals
+
+
+@contextmanager
+def _without_jit() -> Iterator[None]:
+    """The page's reads in one transaction with JIT compilation off. The planner cannot know
+    how many rows each week's scan returns, and its estimate for a long period passes
+    `jit_above_cost`: compiling then costs about 40 ms, more than the query itself."""
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def usage_report(*, scope: UsageScope, filters: UsageFilters, period: Period) -> UsageReport:
     """Everything a Usage page shows, from the rollups of one account."""
-    grouped = _Grouped()
+    with _without_jit():
+        return _report(scope, filters, period)
+
+
+def _report(scope: UsageScope, filters: UsageFilters, period: Period) -> UsageReport:
+    grouped = _Grouped(period.bucket)
     for row in _grouped_rows(scope, filters, period) if scope.account_id is not None else []:
         grouped.add(row)
     totals = grouped.totals
-    totals.members = sum(1 for user_id in grouped.by_member if user_id is not None)
+    by_member, by_model, by_project = grouped.by_member, grouped.by_model, grouped.by_project
 
-    ids = {i for i in grouped.by_member if i is not None}
+    ids = {i for i in by_member if i is not None}
     if filters.member is not None:
         ids.add(filters.member)
     people = _people(scope, ids)
 
     member_lines = []
-    for user_id, figures in grouped.by_member.items():
+    for user_id, figures in by_member.items():
         name, detail = _person_label(people, user_id)
         key = "" if user_id is None else str(user_id)
         member_lines.append(_line(figures, key=key, label=name, detail=detail))
     providers: dict[str, Figures] = {}
-    for (provider, _), figures in grouped.by_model.items():
+    for (provider, _), figures in by_model.items():
         providers.setdefault(provider, Figures()).add(figures)
 
     if _stack_by_member(scope, filters):
-        series_labels = {str(i): _person_label(people, i)[0] for i in grouped.by_member}
+        series_labels = {str(i): _person_label(people, i)[0] for i in by_member}
     else:
-        series_labels = {model_key(p, m): m for p, m in grouped.by_model}
+        series_labels = {model_key(p, m): m for p, m in by_model}
 
     org_totals, org_previous = _org_totals(scope, period)
     # The filter menus: the catalogue's models and every project, so that one filter can be
     # swapped for another without clearing it first (a member's menu: their own projects).
-    model_options = {*known_models(), *grouped.by_model}
+    model_options = {*known_models(), *by_model}
     if filters.model:
         model_options.add((filters.provider, filters.model))
-    project_options = set(grouped.by_project)
+    project_options = set(by_project)
     if scope.sees_everyone:
         project_options.update(projects_of(scope=scope))
     if filters.project is not None:
@@ -487,12 +573,12 @@ def usage_report(*, scope: UsageScope, filters: UsageFilters, period: Period) ->
         by_member=member_lines,
         by_model=[
             _line(figures, key=model, label=model, detail=provider)
-            for (provider, model), figures in grouped.by_model.items()
+            for (provider, model), figures in by_model.items()
         ],
         by_provider=[_line(f, key=p, label=p) for p, f in providers.items()],
         by_project=[
             _line(figures, key=project, label=project or "(no project)")
-            for project, figures in grouped.by_project.items()
+            for project, figures in by_project.items()
         ],
         # Everyone in `people`: the members, and former members with usage in the period.
         member_options=sorted(people.values(), key=lambda p: (p.name.lower(), p.email))

@@ -280,6 +280,7 @@ PERIODIC_JOBS: tuple[tuple[str, str, int], ...] = (
     ("auto_topup", "credits.tasks.auto_topup_sweep", 300),
     ("dunning_sweep", "dunning.tasks.dunning_sweep", 300),
     ("retention_sweep", "dunning.tasks.retention_sweep", 3600),
+    ("usage_weeks_sum", "analytics.tasks.usage_weeks_sum", 3600),
     ("seat_resync", "seats.tasks.seat_subscriptions_resync", 86400),
     ("reconciliation", "credits.tasks.reconciliation", 86400),
 )

@@ -1,10 +1,21 @@
-from datetime import date
+import itertools
+from datetime import date, timedelta
 
 import pytest
 from django.http import QueryDict
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analytics.filters import NO_PROJECT, Stack, Table, UsageFilters, filters_parse
-from analytics.periods import Bucket, PeriodKind, period_resolve
+from analytics.periods import (
+    Bucket,
+    PeriodKind,
+    bucket_start,
+    period_resolve,
+    spans,
+    week_last,
+    week_start,
+)
 
 
 @pytest.mark.parametrize(
@@ -128,3 +139,42 @@ def test_spend_is_shown_to_the_cent_and_small_amounts_in_full(
     from analytics.templatetags.usage_money import dollars
 
     assert dollars(microdollars) == shown
+
+
+# Rollup weeks
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "last"),
+    [
+        (date(2026, 3, 11), date(2026, 3, 9), date(2026, 3, 15)),  # a Wednesday
+        (date(2026, 3, 31), date(2026, 3, 30), date(2026, 3, 31)),  # a week cut by April
+        (date(2026, 4, 2), date(2026, 4, 1), date(2026, 4, 5)),  # ... and its April part
+        (date(2026, 2, 1), date(2026, 2, 1), date(2026, 2, 1)),  # a Sunday the 1st: one day
+        (date(2024, 2, 29), date(2024, 2, 26), date(2024, 2, 29)),
+    ],
+)
+def test_a_rollup_week_is_a_week_cut_at_the_first_of_a_month(
+    day: date, start: date, last: date
+) -> None:
+    assert (week_start(day), week_last(day)) == (start, last)
+
+
+@given(
+    start=st.dates(date(2020, 1, 1), date(2031, 12, 31)),
+    length=st.integers(0, 800),
+)
+def test_spans_cut_a_range_into_rollup_weeks_in_order(start: date, length: int) -> None:
+    end = start + timedelta(days=length)
+    parts = spans(start, end)
+    assert parts[0].first == start
+    assert parts[-1].last == end
+    for part, following in itertools.pairwise(parts):
+        assert following.first == part.last + timedelta(days=1)
+    for part in parts:
+        assert week_start(part.first) == week_start(part.last)
+        whole = part.first == week_start(part.first) and part.last == week_last(part.first)
+        assert part.whole == whole
+        # A week lies in one week and one month, so a chart's buckets sum whole weeks.
+        assert bucket_start(part.first, Bucket.WEEK) == bucket_start(part.last, Bucket.WEEK)
+        assert bucket_start(part.first, Bucket.MONTH) == bucket_start(part.last, Bucket.MONTH)
