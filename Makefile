@@ -55,13 +55,20 @@ typecheck: $(BIN)/.installed
 
 check: lint typecheck test
 
-# Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones;
-# figures printed and written to bench/results/<name>.json. usage_api.py serves the API itself
-# with production settings (DEBUG=0) under gunicorn.
-bench: export DATABASE_URL := postgres:///kb_bench
-bench: export REDIS_URL := redis://127.0.0.1:6379/5
+# Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones
+# (BENCH_DATABASE and BENCH_REDIS_URL change them); figures printed and written to
+# bench/results/<name>.json. usage_api.py and load.py start `make serve` themselves with
+# production settings (DEBUG=0); usage_api.py loads it with wrk (installed here from Debian when
+# missing) and sends the raw debit with pgbench (PostgreSQL's).
+BENCH_DATABASE ?= kb_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/5
+bench: export BENCH_DATABASE := $(BENCH_DATABASE)
+bench: export BENCH_REDIS_URL := $(BENCH_REDIS_URL)
+bench: export DATABASE_URL := postgres:///$(BENCH_DATABASE)
+bench: export REDIS_URL := $(BENCH_REDIS_URL)
 bench: bootstrap
-	DEBUG=1 $(BIN)/python bench/debits.py
+	@command -v wrk >/dev/null 2>&1 || { echo "Installing wrk"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	DEBUG=1 $(BIN)/python bench/usage_api.py
 	DEBUG=1 $(BIN)/python bench/usage_page.py
 	DEBUG=1 $(BIN)/python bench/load.py

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
 
 # Never the development or test databases: every benchmark process gets these, whatever the
-# caller's environment says. No Stripe key (the sandbox gateway) and no emails.
-DATABASE_NAME = "kb_bench"
+# caller's DATABASE_URL and REDIS_URL say: kb_bench and Redis DB 5, or BENCH_DATABASE and
+# BENCH_REDIS_URL when set (trial runs beside someone else's `make bench`). No Stripe key (the
+# sandbox gateway) and no emails.
+DATABASE_NAME = os.environ.get("BENCH_DATABASE") or "kb_bench"
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", DATABASE_NAME):
+    raise SystemExit(f"bench: BENCH_DATABASE={DATABASE_NAME!r} is not a plain database name")
 DATABASE_URL = f"postgres:///{DATABASE_NAME}"
-REDIS_URL = "redis://127.0.0.1:6379/5"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/5"
 BENCH_ENV = {
     "DATABASE_URL": DATABASE_URL,
     "REDIS_URL": REDIS_URL,
@@ -47,8 +51,8 @@ MODEL = "claude-sonnet-4-5"
 
 
 def prepare() -> None:
-    """Create kb_bench if it is missing, migrate it, and empty Redis DB 5 (stale queued tasks and
-    rate-limit counters of earlier runs)."""
+    """Create the benchmark database if it is missing, migrate it, and empty the benchmark's Redis
+    DB (stale queued tasks and rate-limit counters of earlier runs)."""
     env = {**os.environ, **DEV_ENV}
     steps = [
         [PYTHON, "scripts/ensure_services.py"],
@@ -64,9 +68,9 @@ def prepare() -> None:
 
 
 def django_setup() -> None:
-    """Django in this process with development settings on kb_bench. DEBUG only lets the settings
-    load without production secrets: query logging (what DEBUG costs per query) is turned off
-    again, so that the ORM is measured as it runs in production."""
+    """Django in this process with development settings on the benchmark database. DEBUG only
+    lets the settings load without production secrets: query logging (what DEBUG costs per
+    query) is turned off again, so that the ORM is measured as it runs in production."""
     os.environ.update(DEV_ENV)
     sys.path.insert(0, str(ROOT))
     import django
@@ -148,9 +152,11 @@ def world_create(*, label: str, funds: int) -> World:
 
 
 def ledger_check(account_id: int, *, key_prefix: str) -> dict[str, Any]:
-    """The account's balance against the sum of its ledger, and how many usage rows a run made."""
+    """The account's balance against the sum of its ledger, how many usage rows a run made, and
+    whether the daily rollups (kept by a trigger) count every usage record once."""
     from django.db.models import Count, Sum
 
+    from analytics.models import DailyUsage
     from credits.models import CreditAccount, LedgerEntry, UsageRecord
 
     balance = CreditAccount.objects.get(pk=account_id).balance
@@ -163,6 +169,8 @@ def ledger_check(account_id: int, *, key_prefix: str) -> dict[str, Any]:
     usage_records = UsageRecord.objects.filter(
         account_id=account_id, request_id__startswith=key_prefix
     ).count()
+    all_records = UsageRecord.objects.filter(account_id=account_id).count()
+    rollup = DailyUsage.objects.filter(account_id=account_id).aggregate(requests=Sum("requests"))
     return {
         "balance": balance,
         "ledger_sum": ledger["total"] or 0,
@@ -170,6 +178,9 @@ def ledger_check(account_id: int, *, key_prefix: str) -> dict[str, Any]:
         "usage_entries": usage_entries,
         "usage_records": usage_records,
         "balance_equals_ledger": balance == (ledger["total"] or 0),
+        "usage_records_all": all_records,
+        "rollup_requests": rollup["requests"] or 0,
+        "rollup_counts_every_record": all_records == (rollup["requests"] or 0),
     }
 
 
@@ -184,6 +195,8 @@ class ProcessTicks:
     ppid: int
     ticks: int
     title: str = ""  # PostgreSQL's process title: which database a backend serves
+    group: int = 0  # process group: a server started in its own session is one group
+    started: int = 0  # clock ticks after boot
 
 
 @dataclass(frozen=True)
@@ -193,13 +206,15 @@ class CpuSnapshot:
     total: int
     interrupts: int  # irq + softirq time (loopback TCP, disk), counted as "kernel"
     processes: dict[int, ProcessTicks]
+    uptime: int = 0  # clock ticks after boot
 
 
 def cpu_snapshot() -> CpuSnapshot:
     at = time.monotonic()
-    busy = total = interrupts = 0
+    busy = total = interrupts = uptime = 0
     processes: dict[int, ProcessTicks] = {}
     try:
+        uptime = int(float(Path("/proc/uptime").read_text().split()[0]) * TICKS)
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         total = sum(fields[:8])
         busy = total - fields[3] - fields[4]  # minus idle and iowait
@@ -218,23 +233,35 @@ def cpu_snapshot() -> CpuSnapshot:
                 with contextlib.suppress(OSError):
                     title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
             processes[int(entry.name)] = ProcessTicks(
-                comm=comm, ppid=int(rest[1]), ticks=int(rest[11]) + int(rest[12]), title=title
+                comm=comm,
+                ppid=int(rest[1]),
+                ticks=int(rest[11]) + int(rest[12]),
+                title=title,
+                group=int(rest[2]),
+                started=int(rest[19]),
             )
     except (OSError, ValueError, IndexError):
         pass
-    return CpuSnapshot(at=at, busy=busy, total=total, interrupts=interrupts, processes=processes)
+    return CpuSnapshot(
+        at=at, busy=busy, total=total, interrupts=interrupts, processes=processes, uptime=uptime
+    )
 
 
 def cpu_usage(
     before: CpuSnapshot, after: CpuSnapshot, classify: Callable[[int, ProcessTicks], str]
 ) -> dict[str, float]:
-    """Cores used per group between two snapshots (processes alive at both), and the machine's."""
+    """Cores used per group between two snapshots, and the machine's. A process alive at both
+    counts its difference; one started in between (a load generator, its database backends)
+    counts all it used; one that ended in between is lost to its group (it lands in "other"),
+    so take the second snapshot while the load still runs."""
     seconds = max(after.at - before.at, 1e-6)
     groups: dict[str, float] = {}
     for pid, now in after.processes.items():
         then = before.processes.get(pid)
         if then is None or then.comm != now.comm:
-            continue
+            if not before.uptime or now.started < before.uptime:
+                continue
+            then = replace(now, ticks=0)
         used = (now.ticks - then.ticks) / TICKS / seconds
         if used > 0:
             # An exiting backend has lost its title; the first snapshot still knows it.

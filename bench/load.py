@@ -1,6 +1,6 @@
 """A mixed load on loopback for a fixed time: the usage API, dashboard pages and signed webhooks
-together, against the production server setup (gunicorn, DEBUG off; bench/usage_api.py's
-Server, static files collected as the Dockerfile does).
+together, against the production server as deployed: `make serve` (bench/serve.py's Server,
+DEBUG off; it collects the static files first, as the Dockerfile does).
 
 Every client (threads in a few processes, each on its own connection) goes round a fixed mix:
 POST /api/usage as a seated member of a funded organization (unique request_ids), GET of the
@@ -23,23 +23,20 @@ import os
 import re
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, usage_api
+from bench import common, serve
 
-HOST = usage_api.HOST  # 127.0.0.1 only
+HOST = serve.HOST  # 127.0.0.1 only
 FUNDS = 10**12
 MAX_REQUESTS = 200_000  # per client, besides the time bound
 WARMUP_SECONDS = 2.0
@@ -48,65 +45,6 @@ MIX = ("usage", "page", "usage", "webhook", "usage", "page", "usage", "page")
 PAGES = ("", "credits/", "usage/", "invoices/", "members/", "seats/")
 EXPECTED = {"usage": 201, "page": 200, "webhook": 200}
 OWNER_PASSWORD = "bench-load-owner-password-42"
-
-
-def _isolate() -> None:
-    """BENCH_DATABASE / BENCH_REDIS_URL, when set, replace kb_bench and Redis DB 5 in every
-    helper of bench/common.py (for trial runs beside someone else's `make bench`)."""
-    name = os.environ.get("BENCH_DATABASE")
-    redis_url = os.environ.get("BENCH_REDIS_URL")
-    if name:
-        common.DATABASE_NAME = name
-        common.DATABASE_URL = f"postgres:///{name}"
-    if redis_url:
-        common.REDIS_URL = redis_url
-    for env in (common.BENCH_ENV, common.DEV_ENV):
-        env.update(DATABASE_URL=common.DATABASE_URL, REDIS_URL=common.REDIS_URL)
-
-
-@contextmanager
-def known_webhook_secret() -> Iterator[str]:
-    """usage_api.Server draws SECRET_KEY and STRIPE_WEBHOOK_SECRET from `secrets` as it starts
-    gunicorn; this load signs webhooks, so while this is open the Server draws values known
-    here. Yields the webhook secret the server will check."""
-    secret_key, suffix = secrets.token_urlsafe(50), secrets.token_hex(8)
-
-    class _Known:
-        @staticmethod
-        def token_urlsafe(nbytes: int | None = None) -> str:
-            return secret_key
-
-        @staticmethod
-        def token_hex(nbytes: int | None = None) -> str:
-            return suffix
-
-    real = usage_api.secrets
-    usage_api.secrets = _Known  # type: ignore[assignment]
-    try:
-        yield "whsec_bench_" + suffix
-    finally:
-        usage_api.secrets = real
-
-
-def collectstatic() -> None:
-    """What the Dockerfile does before gunicorn: pages with DEBUG off need the manifest."""
-    env = {
-        **os.environ,
-        **common.BENCH_ENV,
-        "DEBUG": "0",
-        "SECRET_KEY": "collectstatic-only",
-        "ALLOWED_HOSTS": HOST,
-        "STRIPE_WEBHOOK_SECRET": "collectstatic-only",
-    }
-    done = subprocess.run(  # noqa: S603 - fixed command
-        [common.PYTHON, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=common.ROOT,
-        env=env,
-        check=False,
-        timeout=300,
-    )
-    if done.returncode:
-        raise SystemExit(f"load: collectstatic failed ({done.returncode})")
 
 
 def owner_password(world: common.World) -> None:
@@ -174,7 +112,7 @@ class Job:
 
 
 def _requests(job: Job) -> dict[str, Any]:
-    usage = usage_api.endpoint("usage", "/api/usage", 201, port=job.port, world=job.world)
+    usage = serve.endpoint("usage", "/api/usage", 201, port=job.port, world=job.world)
     pages = [
         (
             f"GET /o/{job.world.organization_id}/{page} HTTP/1.1\r\n"
@@ -216,7 +154,7 @@ def _webhook(job: Job, event_id: str) -> bytes:
 def _client(job: Job, name: str, offset: int, deadline: float, out: dict[str, Any]) -> None:
     """One client: the mix, one request after another, until the deadline (bounded)."""
     requests = _requests(job)
-    connection = usage_api.Connection(job.port)
+    connection = serve.Connection(job.port)
     latencies: dict[str, array[float]] = {kind: array("d") for kind in EXPECTED}
     statuses: dict[str, Counter[str]] = {kind: Counter() for kind in EXPECTED}
     created = unknown = late = 0
@@ -289,9 +227,9 @@ def _load_process(index: int, duration: float, start: common.Start, events: Any,
     start.finish()
 
 
-def run(job: Job, *, processes: int, duration: float, server: usage_api.Server) -> dict[str, Any]:
+def run(job: Job, *, processes: int, duration: float, server: serve.Server) -> dict[str, Any]:
     def classify(pid: int, process: common.ProcessTicks) -> str:
-        if server.pid in {pid, process.ppid}:
+        if server.owns(process):
             return "gunicorn"
         return common.classify_common(pid, process)
 
@@ -364,7 +302,6 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    cpus = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (≤ 120)")
     parser.add_argument("--clients", type=int, default=12, help="concurrent clients")
@@ -372,7 +309,8 @@ def main() -> int:
     parser.add_argument(
         "--gunicorn-workers",
         type=int,
-        default=int(os.environ.get("BENCH_GUNICORN_WORKERS", 2 * cpus + 1)),
+        default=None,
+        help="gunicorn workers (WEB_CONCURRENCY; default config/gunicorn.py's)",
     )
     args = parser.parse_args()
     duration = min(max(args.duration, 1.0), 120.0)
@@ -382,9 +320,7 @@ def main() -> int:
     port = int(os.environ.get("BENCH_LOAD_PORT", "8766"))
     signal.signal(signal.SIGTERM, _terminate)
 
-    _isolate()
     common.prepare()
-    collectstatic()
     common.django_setup()
     world = common.world_create(label="load", funds=FUNDS)
     owner_password(world)
@@ -394,14 +330,16 @@ def main() -> int:
     machine = {**common.machine(), "busy_before_start": common.machine_load()}
     key = f"load-{secrets.token_hex(4)}"
     print(
-        f"load: gunicorn {args.gunicorn_workers} sync workers on {HOST}:{port}, DEBUG off; "
+        f"load: make serve on {HOST}:{port}, DEBUG off; "
         f"{args.clients} clients in {processes} processes for {duration:g} s; mix {MIX}; "
         f"{machine['cpus']} CPUs, {machine['busy_before_start']} cores busy before the start"
     )
-    with (
-        known_webhook_secret() as webhook_secret,
-        usage_api.Server(port=port, workers=args.gunicorn_workers) as server,
-    ):
+    # This load signs webhooks: the server checks the secret chosen here.
+    webhook_secret = "whsec_bench_" + secrets.token_hex(8)
+    env = {"STRIPE_WEBHOOK_SECRET": webhook_secret}
+    if args.gunicorn_workers:
+        env["WEB_CONCURRENCY"] = str(args.gunicorn_workers)
+    with serve.Server(port=port, env=env) as server:
         server.wait_ready()
         job = Job(
             port=port,
@@ -420,7 +358,7 @@ def main() -> int:
         measured = run(
             replace(job, key=f"{key}-run"), processes=processes, duration=duration, server=server
         )
-        crashed = server.process is not None and server.process.poll() is not None
+        crashed = not server.alive()
     check = _checks(world, key, measured, warm)
     return _report(measured, warm, check, world, machine, args, server, crashed=crashed)
 
@@ -432,7 +370,7 @@ def _report(  # noqa: PLR0917
     world: common.World,
     machine: dict[str, Any],
     args: argparse.Namespace,
-    server: usage_api.Server,
+    server: serve.Server,
     *,
     crashed: bool,
 ) -> int:
@@ -458,10 +396,9 @@ def _report(  # noqa: PLR0917
         {
             "machine": machine,
             "server": {
-                "command": "gunicorn config.wsgi",
-                "settings": "bench.settings (config.settings, DEBUG=0)",
-                "workers": args.gunicorn_workers,
-                "worker_class": "sync",
+                "command": "make serve (gunicorn --config config/gunicorn.py config.wsgi)",
+                "settings": "config.settings, DEBUG=0, BILLING_GATEWAY=sandbox",
+                "workers": server.env.get("WEB_CONCURRENCY", "config/gunicorn.py's"),
             },
             "load_generator": {
                 "clients": args.clients,
@@ -479,9 +416,9 @@ def _report(  # noqa: PLR0917
     failed = crashed or not check["ok"] or measured["errors"] or warm["errors"]
     failed = failed or bool(measured["fatal"] or warm["fatal"])
     if crashed:
-        print(f"load: gunicorn died during the run:\n{server.log_tail()}")
+        print(f"load: make serve died during the run:\n{server.log_tail()}")
     if measured["errors"] or warm["errors"]:
-        print(f"load: requests failed; gunicorn log {server.log}:\n{server.log_tail()}")
+        print(f"load: requests failed; server log {server.log}:\n{server.log_tail()}")
     if not failed:
         server.log.unlink(missing_ok=True)
     return 1 if failed else 0
