@@ -79,10 +79,13 @@ class Workload:
         return f"{step} {self.expected[step]}"
 
 
-# Issue 16's hold + settle is one more entry here with its Lua script, e.g.
-# Workload("hold_settle", "hold_settle.lua", {"hold": 201, "settle": 201}).
 WORKLOADS = {
-    workload.name: workload for workload in [Workload("usage", "usage.lua", {"usage": 201})]
+    workload.name: workload
+    for workload in [
+        Workload("usage", "usage.lua", {"usage": 201}),
+        # A streaming request: its hold, then its settlement (one usage record).
+        Workload("hold_settle", "hold_settle.lua", {"hold": 201, "settle": 201}),
+    ]
 }
 
 
@@ -111,10 +114,12 @@ USAGE_COLUMNS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "cost",
+    "price_id",
+    "uncollected",
     "created_at",
 )
-# pgbench's variables: -D account, member, cost, negcost, run (the slice's key prefix), token,
-# organization, versions; rid is drawn per transaction.
+# pgbench's variables: -D account, member, cost, negcost, price, run (the slice's key prefix),
+# token, organization, versions; rid is drawn per transaction.
 REQUEST_ID = "CAST(:run AS text) || :rid"
 MODEL_SQL = f"'{common.PROVIDER}', '{common.MODEL}'"
 TOKENS_SQL = (
@@ -126,16 +131,18 @@ INSERT INTO credits_ledgerentry ({", ".join(LEDGER_COLUMNS)})
 VALUES (:account, :negcost, 'usage', 'usage', {REQUEST_ID}, now(), :member, '')
 RETURNING id AS entry \\gset
 INSERT INTO credits_usagerecord ({", ".join(USAGE_COLUMNS)})
-VALUES (:entry, :account, :member, {REQUEST_ID}, {MODEL_SQL}, '', {TOKENS_SQL}, :cost, now());
+VALUES (:entry, :account, :member, {REQUEST_ID}, {MODEL_SQL}, '', {TOKENS_SQL}, :cost, :price, 0,
+    now());
 UPDATE credits_creditaccount SET balance = balance - :cost
-WHERE id = :account AND balance >= :cost RETURNING balance \\gset
+WHERE id = :account AND balance - held >= :cost RETURNING balance \\gset
 COMMIT;
 """  # noqa: S608 - the columns are constants; values are pgbench variables
 # \\gset fails the transaction when the UPDATE matches no row (too little balance): it is then
 # an error, never a debit without its money.
 FUNCTION_ARGUMENTS = (
     "p_account bigint, p_user bigint, p_token bigint, p_organization uuid, p_versions bigint[], "
-    "p_request_id text, p_cost bigint, p_provider text, p_model text, p_project text, "
+    "p_request_id text, p_cost bigint, p_price bigint, p_provider text, p_model text, "
+    "p_project text, "
     "p_input bigint, p_output bigint, p_cache_read bigint, p_cache_write bigint, "
     "p_now timestamp with time zone, p_at timestamp with time zone, OUT o_outcome text, "
     "OUT o_entry_id bigint, OUT o_balance bigint, OUT o_cost bigint, OUT o_topup_due boolean, "
@@ -143,7 +150,8 @@ FUNCTION_ARGUMENTS = (
 )
 FUNCTION_SCRIPT = f"""\\set rid random(1, 9223372036854775806)
 SELECT o_outcome FROM credits_usage_debit(:account, :member, :token,
-    CAST(:organization AS uuid), CAST(:versions AS bigint[]), {REQUEST_ID}, :cost, {MODEL_SQL},
+    CAST(:organization AS uuid), CAST(:versions AS bigint[]), {REQUEST_ID}, :cost, :price,
+    {MODEL_SQL},
     '', {TOKENS_SQL}, now(), NULL);
 """  # noqa: S608 - constants; values are pgbench variables
 SCRIPTS = {"raw": RAW_SCRIPT, "function": FUNCTION_SCRIPT}
@@ -183,6 +191,7 @@ class Debit:
     API passes to the product's function (from the member's spend context)."""
 
     cost: int
+    price_id: int
     token_id: int
     versions: tuple[int, int]
 
@@ -208,7 +217,7 @@ def _debit_for(world: common.World) -> Debit:
     )
     if context is None or context.refusal() is not None or context.account_id is None:
         raise SystemExit("bench: the benchmark member may not spend the organization's credits")
-    return Debit(cost=cost, token_id=context.token_id, versions=context.versions)
+    return Debit(cost=cost, price_id=price.pk, token_id=context.token_id, versions=context.versions)
 
 
 def _usage_records(account_id: int) -> int:
@@ -308,6 +317,7 @@ def pgbench_slice(
         "member": world.member_id,
         "cost": debit.cost,
         "negcost": -debit.cost,
+        "price": debit.price_id,
         "run": prefix,
         "token": debit.token_id,
         "organization": world.organization_id,
