@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DEBUG ?= 1
 export DJANGO_SETTINGS_MODULE ?= config.settings
 
-.PHONY: run serve test bootstrap services lint typecheck check bench clean
+.PHONY: run serve test bootstrap services chromium lint typecheck check bench clean
 
 $(BIN)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ services: $(BIN)/.installed
 	$(BIN)/python scripts/ensure_services.py
 
 bootstrap: services
+
+# The browser journeys (tests/browser) drive Debian's Chromium (no browser downloads here); it is
+# installed when missing and we may (root with apt-get). Otherwise those tests skip, saying why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's chromium for the browser journeys"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; fi
 
 run: bootstrap
 	$(BIN)/python manage.py migrate --noinput
@@ -37,7 +45,7 @@ serve: bootstrap
 # with a seed printed so that a failure can be replayed: `make test SHUFFLE_SEED=<seed>`.
 SHUFFLED_SUITES := tests/credits tests/seats tests/dunning
 SHUFFLE_SEED ?= $(shell date +%s)
-test: bootstrap
+test: bootstrap chromium
 	$(BIN)/python -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	if [ $$status -ne 0 ] || [ -n "$(PYTEST_ARGS)" ]; then exit $$status; fi; \

@@ -27,7 +27,7 @@ POLL_INTERVAL = 0.1
 requires_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"browser journeys need Debian's Chromium at {CHROMIUM} (apt-get install chromium; "
-    ".ci/run installs it)",
+    "make test installs it when run as root)",
 )
 
 
