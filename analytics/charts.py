@@ -19,7 +19,8 @@ BAR_ROW = 26
 
 
 def short_money(amount: int) -> str:
-    """Axis labels: $0, $0.25, $12, $1.2k, $3.4M."""
+    """Axis labels: $0, $0.25, $0.0025, $12, $1.2k, $3.4M. Under $10, as many decimals as the
+    amount has (two at least), so that no two ticks of a small axis read the same."""
     dollars = amount / 1_000_000
     if dollars >= 1_000_000:
         return f"${dollars / 1_000_000:.1f}M".replace(".0M", "M")
@@ -27,17 +28,19 @@ def short_money(amount: int) -> str:
         return f"${dollars / 1000:.1f}k".replace(".0k", "k")
     if dollars >= 10 or dollars == int(dollars):
         return f"${dollars:,.0f}"
-    return f"${dollars:.2f}"
+    decimals = len(f"{dollars:.6f}".rstrip("0").split(".")[1])
+    return f"${dollars:.{max(decimals, 2)}f}"
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above value (microdollars), for the y axis."""
+    """The smallest 1, 2, 4, 5 or 8 × 10ⁿ at or above value (microdollars), for the y axis: a
+    quarter of each is a round figure for the ticks."""
     if value <= 0:
         return 1_000_000
-    step = 1
+    step = 100  # $0.0001 at least, so that the quarters stay whole microdollars
     while True:
-        for factor in (1, 2, 2.5, 5):
-            candidate = int(step * factor)
+        for factor in (1, 2, 4, 5, 8):
+            candidate = step * factor
             if candidate >= value:
                 return candidate
         step *= 10

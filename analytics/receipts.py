@@ -1,6 +1,7 @@
 """Usage one request at a time, each with its receipt: the tokens, the list prices in force, the
 arithmetic and the ledger entry, so that zero markup can be checked per request."""
 
+from datetime import datetime
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -18,6 +19,13 @@ from organizations.models import Membership
 from organizations.roles import Permission, allows
 
 PAGE_SIZE = 50
+# The receipt's token kinds (the API's keys) as the page names them.
+TOKEN_KIND_LABELS = {
+    "input": "Input",
+    "output": "Output",
+    "cache_read": "Cache read",
+    "cache_write": "Cache write",
+}
 
 
 def _user(request: HttpRequest) -> User:
@@ -60,7 +68,17 @@ def _receipt_page(
     )
     if receipt is None:
         raise Http404("No such request here.")
-    return render(request, "analytics/receipt.html", {**context, "receipt": receipt})
+    lines = [{**line, "label": TOKEN_KIND_LABELS[line["kind"]]} for line in receipt["lines"]]
+    return render(
+        request,
+        "analytics/receipt.html",
+        {
+            **context,
+            "receipt": receipt,
+            "lines": lines,
+            "when": datetime.fromisoformat(receipt["created_at"]),
+        },
+    )
 
 
 def _org(request: HttpRequest, org_id: UUID) -> tuple[Membership, int | None, User | None, dict]:

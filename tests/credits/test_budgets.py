@@ -127,6 +127,12 @@ def test_the_budgets_page_shows_who_is_near_and_follows_the_matrix(funded: World
     spend_exactly(account, funded.member, 9_000, "near")
     page = client_for(funded.owner).get(url).content.decode()
     assert "near the budget" in page
+    # Whoever has no budget is not counted here: the row sends to their usage this month.
+    usage = reverse("org_usage", args=[funded.org.pk])
+    assert f'{usage}?period=month&amp;member={funded.owner.pk}">see Usage</a>' in page
+    assert f"member={funded.member.pk}" not in page
+    response = client_for(funded.owner).get(f"{usage}?period=month&member={funded.owner.pk}")
+    assert response.status_code == 200
     overview = client_for(funded.owner).get(reverse("org_overview", args=[funded.org.pk]))
     assert "Near their monthly budget" in overview.content.decode()
     mine = client_for(funded.member).get(reverse("org_overview", args=[funded.org.pk]))

@@ -11,6 +11,7 @@ import time_machine
 from django.db import connection
 from django.db.models import Sum
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from credits.models import CreditAccount, Hold, LedgerEntry, UsageRecord
@@ -18,7 +19,7 @@ from credits.pricing import price_in_force, usage_cost
 from credits.services import account_for, api_token_create, holds_expire
 from dunning.lifecycle import organization_suspend
 from organizations.models import Membership
-from tests.conftest import World
+from tests.conftest import World, client_for
 from tests.credits.conftest import fund, seat_everyone
 from tests.credits.test_api import SONNET_COST, api, spend
 
@@ -320,3 +321,25 @@ def test_the_receipt_is_the_catalogues_arithmetic(funded: World) -> None:
     assert api(funded.owner, funded.org).get(f"/api/usage/{entry_id}").status_code == 404
     assert api(funded.member).get(f"/api/usage/{entry_id}").status_code == 404
     assert api(funded.outsider, funded.org).get(f"/api/usage/{entry_id}").status_code == 403
+
+
+def test_the_usage_tab_links_each_request_to_the_same_receipt(funded: World) -> None:
+    entry_id = spend(api(funded.member, funded.org), "receipt-2", cache_read_tokens=4_000).json()[
+        "entry_id"
+    ]
+    record = UsageRecord.objects.get(entry_id=entry_id)
+    receipt_url = reverse("org_usage_receipt", args=[funded.org.pk, entry_id])
+    member = client_for(funded.member)
+    requests = member.get(reverse("org_usage_requests", args=[funded.org.pk])).content.decode()
+    assert f'href="{receipt_url}"' in requests
+    page = member.get(receipt_url).content.decode()
+    # The same arithmetic as the API's receipt, each kind named as people say it, to the second.
+    receipt = api(funded.member, funded.org).get(f"/api/usage/{entry_id}").json()
+    for line in receipt["lines"]:
+        assert f"{line['microdollars_times_million']:,}" in page
+    assert "Cache read" in page
+    assert "Cacheread" not in page
+    assert f"{receipt['exact_microdollars_times_million']:,}" in page
+    assert f"{receipt['cost_microdollars']:,} microdollars" in page
+    assert f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC" in page
+    assert f"#{entry_id}, usage<" in page

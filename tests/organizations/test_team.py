@@ -162,6 +162,26 @@ def test_switching_is_remembered_and_checked(world: World) -> None:
     assert client.get(reverse("home"))["Location"] == reverse("personal_profile")
 
 
+def _switcher_shows(page: str) -> str:
+    switcher = page.split('id="profile-select"')[1].split("</select>", maxsplit=1)[0]
+    (selected,) = [o for o in switcher.split("<option")[1:] if " selected>" in o]
+    return selected.split(">")[1].split("<")[0]
+
+
+def test_the_switcher_shows_the_profile_of_the_page(world: World) -> None:
+    """An organization's page never says "Personal" in the switcher, nor a personal page the
+    organization chosen last; elsewhere it is the profile chosen last."""
+    client = client_for(world.member)
+    assert world.member.active_organization_id is None
+    overview = client.get(reverse("org_overview", args=[world.org.pk])).content.decode()
+    assert _switcher_shows(overview) == f"{world.org.name} (Member)"
+    client.post(reverse("profile_switch"), {"profile": str(world.org.pk)})
+    for name in ("personal_credits", "personal_usage", "personal_tokens"):
+        assert _switcher_shows(client.get(reverse(name)).content.decode()) == "Personal"
+    password = client.get(reverse("password_change")).content.decode()
+    assert _switcher_shows(password) == f"{world.org.name} (Member)"
+
+
 @pytest.mark.parametrize(
     ("role", "shown", "hidden"),
     [
