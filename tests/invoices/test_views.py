@@ -556,6 +556,32 @@ def test_the_account_status_page_shows_the_timeline(
     assert f"2 failed payment attempts on invoice {renewal.number}" in page
 
 
+def test_after_one_failed_payment_the_timeline_does_not_say_all_is_well(
+    world: World, step: Step
+) -> None:
+    """The page listed the overdue invoice and, below it, "No payment problems so far"."""
+    customer = customer_of(world.org)
+    step(lambda: subscribe(customer, world.org))
+    card_use(customer, FAILS_ON_CHARGE)
+    from payments.sandbox import engine
+    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
+
+    step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
+    draft = SandboxInvoice.objects.get(status="draft")
+    step(lambda: engine.invoice_attempt(engine.invoice_finalize(draft), automatic=True))
+    world.org.refresh_from_db()
+    assert world.org.billing_state == "active"
+    renewal = Invoice.objects.get(billing_reason="subscription_cycle")
+    assert renewal.first_failed_at is not None
+    page = client_for(world.owner).get(url("org_account_status", world)).content.decode()
+    assert renewal.number in page
+    assert "No payment problems so far" not in page
+    assert "No change of state yet" in page
+    assert "See the account's timeline" not in page  # it is this page
+    billing = client_for(world.owner).get(url("org_billing", world)).content.decode()
+    assert "See the account's timeline" in billing
+
+
 @pytest.mark.parametrize(
     ("name", "role", "status"),
     [
