@@ -332,6 +332,7 @@ def test_the_usage_tab_links_each_request_to_the_same_receipt(funded: World) -> 
     member = client_for(funded.member)
     requests = member.get(reverse("org_usage_requests", args=[funded.org.pk])).content.decode()
     assert f'href="{receipt_url}"' in requests
+    assert "1,000 / 200" in requests  # tokens in / out, grouped as everywhere else
     page = member.get(receipt_url).content.decode()
     # The same arithmetic as the API's receipt, each kind named as people say it, to the second.
     receipt = api(funded.member, funded.org).get(f"/api/usage/{entry_id}").json()
