@@ -336,6 +336,11 @@ class PurchaseReversal(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.gateway_id} ({self.status})"
 
+    @property
+    def status_label(self) -> str:
+        """The gateway's status as words: `needs_response` → "needs response"."""
+        return self.status.replace("_", " ")
+
 
 class ModelPrice(models.Model):
     """A provider's list price for a model, per million tokens in microdollars, from a date on."""

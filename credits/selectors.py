@@ -27,7 +27,12 @@ def ledger(*, account: CreditAccount) -> QuerySet[LedgerEntry]:
 
 
 def purchases(*, account: CreditAccount) -> QuerySet[Purchase]:
-    return Purchase.objects.filter(account=account).order_by("-created_at", "-pk")
+    """Newest first, each with its refunds and disputes (`reversals`)."""
+    return (
+        Purchase.objects.filter(account=account)
+        .prefetch_related("reversals")
+        .order_by("-created_at", "-pk")
+    )
 
 
 def api_tokens_with_spend(*, user: User, month: date) -> list[ApiToken]:

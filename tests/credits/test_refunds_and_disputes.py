@@ -89,6 +89,9 @@ def test_a_refund_from_the_dashboard_takes_its_credits_back(world: World, sends:
     assert len(emails) == 1
     assert sorted(emails[0].to) == sorted([world.owner.email, world.billing.email])
     assert Invoice.objects.get(gateway_id=purchase.gateway_invoice_id).amount_refunded == 10_000
+    # The purchase says so where it is listed, as the ledger does.
+    page = client_for(world.owner).get(reverse("org_credits", args=[world.org.pk]))
+    assert "Paid; refunded $100.00</td>" in page.content.decode()
     # Every event again, and in reverse: nothing more moves.
     for event in WebhookEvent.objects.order_by("-pk"):
         dispatch.webhook_event_replay(event=event)
@@ -193,8 +196,13 @@ def test_a_chargeback_takes_the_credits_back_and_a_won_dispute_gives_them_back(
     entry = LedgerEntry.objects.get(kind="dispute")
     assert (entry.amount, entry.source) == (-50 * DOLLAR, "dispute")
     assert any(m.subject.startswith("A payment was disputed") for m in mail.outbox)
+    credits_page = reverse("org_credits", args=[world.org.pk])
+    page = client_for(world.owner).get(credits_page).content.decode()
+    assert "Paid; disputed $50.00 (needs response)" in page
     sends(lambda: call_command("sandbox_dispute", invoice=purchase.invoice_number, close="won"))
     assert balance(world) == 50 * DOLLAR
+    page = client_for(world.owner).get(credits_page).content.decode()
+    assert "Paid; disputed $50.00 (won)" in page
     won = LedgerEntry.objects.get(kind="dispute", amount__gt=0)
     assert won.idempotency_key == f"{entry.idempotency_key}:won"
     assert any(m.subject.startswith("Dispute won") for m in mail.outbox)
