@@ -45,6 +45,10 @@ serve: bootstrap
 # with a seed printed so that a failure can be replayed: `make test SHUFFLE_SEED=<seed>`.
 SHUFFLED_SUITES := tests/credits tests/seats tests/dunning
 SHUFFLE_SEED ?= $(shell date +%s)
+# The tests clear the cache (and so their Redis DB) before each test: their own DB, so that a
+# `make test` beside `make run` leaves its cache, rate limits and Celery queue alone.
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+test: export REDIS_URL := $(TEST_REDIS_URL)
 test: bootstrap chromium
 	$(BIN)/python -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
