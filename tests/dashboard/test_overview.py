@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.services import billing_profile_for
-from credits.ledger import usage_debit
+from credits.ledger import ledger_credit, usage_debit
 from credits.models import CreditAccount
 from credits.services import account_for, api_token_create
 from invoices.models import Invoice
@@ -336,3 +336,22 @@ def test_the_overview_never_asks_the_gateway(world: World, monkeypatch: object) 
 def test_it_shows_dates_in_utc(world: World) -> None:
     assert timezone.now() == NOW
     assert "UTC" in overview(world, Role.OWNER)
+
+
+def test_an_account_that_owes_says_so_instead_of_a_run_out_date(world: World) -> None:
+    """After a chargeback of spent credits the balance is below zero: the Overview said
+    "-$47.01 for every member with a seat" and that it "runs out around" today."""
+    account = account_for(organization=world.org)
+    fund(account, 10_000_000)
+    spend(account, world, 8_000_000)
+    ledger_credit(
+        account_id=account.pk, amount=-10_000_000, kind="dispute", source="dispute", key="du_x"
+    )
+    page = overview(world, Role.OWNER)
+    assert ">-$8.00</strong>" in page
+    assert "$8.00 owed after a refund or chargeback" in page
+    assert "The balance is used up" in page
+    assert "runs out" not in page
+    assert "for every member with a seat" not in page
+    credits = client_for(world.owner).get(reverse("org_credits", args=[world.org.pk]))
+    assert "$8.00 owed after a refund or chargeback" in credits.content.decode()
