@@ -687,7 +687,17 @@ def purchase_confirm_checkout(*, purchase: Purchase) -> bool:
     # Checkout saved the card; make it the one later purchases and top-ups charge.
     gateway.checkout_session_save_card(session_id=session.id)
     purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=session.payment_intent)
-    return purchase_mark_paid(purchase_id=purchase.pk, invoice_id=session.invoice)
+    credited = purchase_mark_paid(purchase_id=purchase.pk, invoice_id=session.invoice)
+    if session.invoice:
+        # The invoice's number, page and PDF for the page the buyer lands on now (its own events
+        # record them too, but later: the page showed the gateway's id instead).
+        try:
+            invoice = gateway.invoice_retrieve(invoice_id=session.invoice)
+        except GatewayError:
+            logger.warning("purchase %s: its invoice is not known yet", purchase.pk)
+        else:
+            purchase_invoice_record(purchase_id=purchase.pk, invoice=invoice)
+    return credited
 
 
 def purchase_checkout_payment_record(*, purchase_id: int, payment_intent: str) -> None:

@@ -106,6 +106,11 @@ def test_without_a_card_the_buyer_goes_to_checkout_and_back(world: World) -> Non
     page = client.get(back).content.decode()
     assert "$500.00" in page
     assert "Payment received" in page
+    # ... and its invoice by number, with its links, not by the gateway's id.
+    purchase = Purchase.objects.get()
+    assert re.match(r"KB-\d+$", purchase.invoice_number)
+    assert f"Invoice {purchase.invoice_number}: <a href=" in page
+    assert f"Invoice {purchase.gateway_invoice_id}" not in page
     settle()  # then both webhooks arrive: nothing more is credited
     account = account_for(organization=world.org)
     assert account.balance == 500_000_000
