@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import BillingProfile
+from payments.gateway import hard_decline
 
 
 class Invoice(models.Model):
@@ -113,6 +114,20 @@ class Invoice(models.Model):
     def charged_back(self) -> bool:
         """A dispute lost: the bank took the payment back, so it is owed again."""
         return self.dispute_status == "lost" and self.dispute_repaid_at is None
+
+    @property
+    def declined_for_good(self) -> bool:
+        """Its last attempt was a hard decline, or found no card: the gateway keeps a retry on
+        the calendar but makes none with the same card (docs/decisions.md), so the pages and
+        emails say so instead of "tried again on"."""
+        return self.status == "open" and hard_decline(
+            code=self.payment_error_code, decline_code=self.payment_decline_code
+        )
+
+    @property
+    def decline_reason(self) -> str:
+        """`lost_card` → "lost card"."""
+        return (self.payment_decline_code or self.payment_error_code).replace("_", " ")
 
     @property
     def dispute_label(self) -> str:

@@ -76,7 +76,15 @@ def test_a_renewal_on_a_lost_card_starts_grace_without_a_second_attempt(
         transition = LifecycleTransition.objects.get(to_state=State.GRACE)
         assert "declined (lost_card)" in transition.reason
         assert subjects() == [f"Payment failed for Acme Robotics: invoice {invoice.number}"]
-        assert "grace period" in mail.outbox[0].body
+        body = mail.outbox[0].body
+        assert "grace period" in body
+        # Said as it is: no retry promised with this card, no "failed repeatedly" after one.
+        assert "The bank declined the card for good (lost card): we will not try it again" in body
+        assert "try the card again" not in body
+        assert "failed repeatedly" not in body
+        page = client_for(world.owner).get(reverse("org_overview", args=[world.org.pk]))
+        assert "declined the card for good (lost card)" in page.content.decode()
+        assert "the card is tried again on" not in page.content.decode()
         # "Pay now" is offered from this first failure.
         assert list(selectors.overdue_invoices(organization=world.org)) == [invoice]
         pay = client_for(world.billing).get(reverse("org_pay_now", args=[world.org.pk]))
