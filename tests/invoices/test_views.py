@@ -340,24 +340,30 @@ def test_the_first_visit_to_the_card_page_creates_the_gateway_customer(world: Wo
 # Pay now
 
 
-@pytest.fixture
-def in_grace(world: World, step: Step) -> SandboxCustomer:
-    """Acme with a seat subscription whose renewal failed twice: in grace."""
+def renewal_failed(world: World, step: Step, *, attempts: int) -> SandboxCustomer:
+    """Acme with a paid seat subscription whose renewal then failed `attempts` times."""
     customer = customer_of(world.org)
     step(lambda: subscribe(customer, world.org))
     card_use(customer, FAILS_ON_CHARGE)
-    renewal = Invoice.objects.get()
     from payments.sandbox import engine
     from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 
-    subscription = SandboxSubscription.objects.get()
-    step(lambda: engine.subscription_renew(subscription))
+    step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
     draft = SandboxInvoice.objects.get(status="draft")
     step(lambda: engine.invoice_attempt(engine.invoice_finalize(draft), automatic=True))
-    step(lambda: engine.invoice_attempt(SandboxInvoice.objects.get(pk=draft.pk), automatic=True))
+    for _ in range(attempts - 1):
+        again = SandboxInvoice.objects.get(pk=draft.pk)
+        step(lambda again=again: engine.invoice_attempt(again, automatic=True))
+    return customer
+
+
+@pytest.fixture
+def in_grace(world: World, step: Step) -> SandboxCustomer:
+    """Acme with a seat subscription whose renewal failed twice: in grace."""
+    customer = renewal_failed(world, step, attempts=2)
     world.org.refresh_from_db()
     assert world.org.billing_state == "grace"
-    assert renewal.status == "paid"
+    assert Invoice.objects.get(billing_reason="subscription_create").status == "paid"
     mail.outbox.clear()
     return customer
 
@@ -560,15 +566,7 @@ def test_after_one_failed_payment_the_timeline_does_not_say_all_is_well(
     world: World, step: Step
 ) -> None:
     """The page listed the overdue invoice and, below it, "No payment problems so far"."""
-    customer = customer_of(world.org)
-    step(lambda: subscribe(customer, world.org))
-    card_use(customer, FAILS_ON_CHARGE)
-    from payments.sandbox import engine
-    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
-
-    step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
-    draft = SandboxInvoice.objects.get(status="draft")
-    step(lambda: engine.invoice_attempt(engine.invoice_finalize(draft), automatic=True))
+    renewal_failed(world, step, attempts=1)
     world.org.refresh_from_db()
     assert world.org.billing_state == "active"
     renewal = Invoice.objects.get(billing_reason="subscription_cycle")
