@@ -89,6 +89,8 @@ def test_a_renewal_on_a_lost_card_starts_grace_without_a_second_attempt(
         assert list(selectors.overdue_invoices(organization=world.org)) == [invoice]
         pay = client_for(world.billing).get(reverse("org_pay_now", args=[world.org.pk]))
         assert invoice.number in pay.content.decode()
+        declined = f"The bank declined {invoice.number} for good (lost card)"
+        assert declined in pay.content.decode()
         # The next scheduled retry is not made with the same card (no second charge).
         traveller.move_to(FIRST_ATTEMPT + timedelta(days=1, minutes=1))
         step(engine.tick)
