@@ -37,7 +37,7 @@ from credits.exceptions import (
 )
 from credits.ledger import Debit, HoldPlaced, Release, Settlement
 from credits.ledger import hold_release as ledger_hold_release
-from credits.models import ApiToken, CreditAccount, Hold, UsageRecord
+from credits.models import ApiToken, CreditAccount, UsageRecord
 from credits.pricing import prices_in_force
 from credits.services import Tokens, account_ensure, buy_credits_url_for
 from credits.spend import SpendContext, spend_context, spend_context_refresh, token_used
@@ -241,15 +241,12 @@ class BalanceOut(Schema):
     available_microdollars: int
 
 
-class UsageIn(Schema):
-    # Token counts are JSON integers only (strict: no "12", no true).
+class RequestIn(Schema):
+    """What names a model request: its id (unique per account), the model and the project."""
+
     request_id: str = Field(min_length=1, max_length=255)
     provider: str = Field(min_length=1, max_length=50)
     model: str = Field(min_length=1, max_length=100)
-    input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
-    output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
-    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
-    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
     project: str = Field(default="", max_length=200)
 
     @field_validator("request_id", "provider", "model", "project")
@@ -261,31 +258,48 @@ class UsageIn(Schema):
         return value
 
 
+class TokensIn(Schema):
+    # Token counts are JSON integers only (strict: no "12", no true).
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+
+    def tokens(self) -> Tokens:
+        return Tokens(
+            input=self.input_tokens,
+            output=self.output_tokens,
+            cache_read=self.cache_read_tokens,
+            cache_write=self.cache_write_tokens,
+        )
+
+
+class UsageIn(TokensIn, RequestIn):
+    pass
+
+
 class UsageOut(Schema):
     cost_microdollars: int
     balance_microdollars: int
     entry_id: int
 
 
-class HoldIn(Schema):
-    request_id: str = Field(min_length=1, max_length=255)
-    provider: str = Field(min_length=1, max_length=50)
-    model: str = Field(min_length=1, max_length=100)
+class HoldIn(RequestIn):
     max_input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
     max_output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
     max_cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
     max_cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
-    project: str = Field(default="", max_length=200)
     ttl_seconds: int = Field(
         default=600, ge=1, le=int(services.HOLD_TTL_MAX.total_seconds()), strict=True
     )
 
-    @field_validator("request_id", "provider", "model", "project")
-    @classmethod
-    def _no_nul(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+    def max_tokens(self) -> Tokens:
+        return Tokens(
+            input=self.max_input_tokens,
+            output=self.max_output_tokens,
+            cache_read=self.max_cache_read_tokens,
+            cache_write=self.max_cache_write_tokens,
+        )
 
 
 class HoldOut(Schema):
@@ -295,11 +309,8 @@ class HoldOut(Schema):
     expires_at: str
 
 
-class SettleIn(Schema):
-    input_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
-    output_tokens: int = Field(ge=0, le=MAX_TOKENS, strict=True)
-    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
-    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
+class SettleIn(TokensIn):
+    pass
 
 
 class SettleOut(Schema):
@@ -466,18 +477,14 @@ def balance(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+# What a call that spends may answer besides its own body.
+SPENDING = {400: Problem, 402: InsufficientOut, 403: Problem, 409: Problem, **COMMON}
+
+
 @api.post(
     "/usage",
     auth=SpendAuth(),
-    response={
-        200: UsageOut,
-        201: UsageOut,
-        400: Problem,
-        402: InsufficientOut,
-        403: Problem,
-        409: Problem,
-        **COMMON,
-    },
+    response={200: UsageOut, 201: UsageOut, **SPENDING},
     summary="Record one model request and debit its cost at list price",
 )
 def usage(request: HttpRequest, payload: UsageIn) -> HttpResponse:
@@ -488,12 +495,7 @@ def usage(request: HttpRequest, payload: UsageIn) -> HttpResponse:
             request_id=payload.request_id,
             provider=payload.provider,
             model=payload.model,
-            tokens=Tokens(
-                input=payload.input_tokens,
-                output=payload.output_tokens,
-                cache_read=payload.cache_read_tokens,
-                cache_write=payload.cache_write_tokens,
-            ),
+            tokens=payload.tokens(),
             project=payload.project,
             context=context,
         )
@@ -511,15 +513,7 @@ def usage(request: HttpRequest, payload: UsageIn) -> HttpResponse:
 @api.post(
     "/holds",
     auth=SpendAuth(),
-    response={
-        200: HoldOut,
-        201: HoldOut,
-        400: Problem,
-        402: InsufficientOut,
-        403: Problem,
-        409: Problem,
-        **COMMON,
-    },
+    response={200: HoldOut, 201: HoldOut, **SPENDING},
     summary="Hold the list price of a streaming request's maximum tokens until it ends",
 )
 def hold_create(request: HttpRequest, payload: HoldIn) -> HttpResponse:
@@ -530,12 +524,7 @@ def hold_create(request: HttpRequest, payload: HoldIn) -> HttpResponse:
             request_id=payload.request_id,
             provider=payload.provider,
             model=payload.model,
-            max_tokens=Tokens(
-                input=payload.max_input_tokens,
-                output=payload.max_output_tokens,
-                cache_read=payload.max_cache_read_tokens,
-                cache_write=payload.max_cache_write_tokens,
-            ),
+            max_tokens=payload.max_tokens(),
             project=payload.project,
             ttl=timedelta(seconds=payload.ttl_seconds),
             context=context,
@@ -560,16 +549,7 @@ def hold_create(request: HttpRequest, payload: HoldIn) -> HttpResponse:
 def hold_settle(request: HttpRequest, hold_id: int, payload: SettleIn) -> HttpResponse:
     def settle(context: SpendContext) -> Settlement:
         return services.hold_settle_record(
-            hold_id=hold_id,
-            account_id=_hold_account(hold_id, context),
-            user_id=context.user_id,
-            tokens=Tokens(
-                input=payload.input_tokens,
-                output=payload.output_tokens,
-                cache_read=payload.cache_read_tokens,
-                cache_write=payload.cache_write_tokens,
-            ),
-            context=context,
+            hold_id=hold_id, user_id=context.user_id, tokens=payload.tokens(), context=context
         )
 
     settled = _spend(request, settle, who_may_spend=False)
@@ -613,12 +593,8 @@ def _account_id(context: SpendContext) -> int:
 
 def _hold_account(hold_id: int, context: SpendContext) -> int:
     """The account of the caller's own hold (its profile need not be chosen again, and a member
-    removed mid-stream may still settle what was used); HoldNotFound otherwise."""
-    account_id = (
-        Hold.objects.filter(pk=hold_id, user_id=context.user_id)
-        .values_list("account_id", flat=True)
-        .first()
-    )
+    removed mid-stream may still release it); HoldNotFound otherwise."""
+    account_id = selectors.hold_account_id(hold_id=hold_id, user_id=context.user_id)
     if account_id is None:
         raise HoldNotFound
     return account_id

@@ -180,3 +180,12 @@ def budget_use(*, account: CreditAccount, user_id: int, month: date) -> BudgetUs
 
 def holds_in_progress(*, account: CreditAccount) -> QuerySet[Hold]:
     return Hold.objects.filter(account=account, status=Hold.Status.ACTIVE).order_by("created_at")
+
+
+def hold_account_id(*, hold_id: int, user_id: int) -> int | None:
+    """The account of the user's own hold; None for an unknown hold or another user's."""
+    return (
+        Hold.objects.filter(pk=hold_id, user_id=user_id)
+        .values_list("account_id", flat=True)
+        .first()
+    )

@@ -127,6 +127,16 @@ class Tokens:
     cache_read: int = 0
     cache_write: int = 0
 
+    def cost(self, price: ModelPrice) -> int:
+        """At the list price, nothing added (the rounding rule is in `credits.pricing`)."""
+        return usage_cost(
+            price,
+            input_tokens=self.input,
+            output_tokens=self.output,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+        )
+
 
 def _price(*, provider: str, model: str, day: date, context: SpendContext | None) -> ModelPrice:
     """The list price in force on `day`: from the API's catalogue copy at its context's version
@@ -158,24 +168,11 @@ def usage_record(
     process's catalogue and the debit checks that the token and the context are still true
     (StaleContext, TokenRevoked otherwise)."""
     now = at or timezone.now()
-    if context is not None:
-        price = price_on(
-            provider=provider, model=model, day=now.date(), version=context.versions[0]
-        )
-    else:
-        price = price_in_force(provider=provider, model_id=model, on=now.date())
-    if price is None:
-        raise UnknownModel(provider=provider, model=model)
+    price = _price(provider=provider, model=model, day=now.date(), context=context)
     debit = usage_debit(
         account_id=account_id,
         user_id=user_id,
-        cost=usage_cost(
-            price,
-            input_tokens=tokens.input,
-            output_tokens=tokens.output,
-            cache_read_tokens=tokens.cache_read,
-            cache_write_tokens=tokens.cache_write,
-        ),
+        cost=tokens.cost(price),
         request_id=request_id,
         provider=provider,
         model=model,
@@ -229,13 +226,7 @@ def hold_create(
     return hold_place(
         account_id=account_id,
         user_id=user_id,
-        amount=usage_cost(
-            price,
-            input_tokens=max_tokens.input,
-            output_tokens=max_tokens.output,
-            cache_read_tokens=max_tokens.cache_read,
-            cache_write_tokens=max_tokens.cache_write,
-        ),
+        amount=max_tokens.cost(price),
         request_id=request_id,
         provider=provider,
         model=model,
@@ -253,27 +244,22 @@ def hold_create(
 def hold_settle_record(
     *,
     hold_id: int,
-    account_id: int,
     user_id: int,
     tokens: Tokens,
     context: SpendContext | None = None,
 ) -> Settlement:
-    """Settle a hold at the actual cost of the tokens used, at the list price the hold was made
-    at (HoldNotFound for another profile's hold or an unknown one)."""
-    hold = Hold.objects.select_related("price").filter(pk=hold_id, account_id=account_id).first()
+    """Settle the user's own hold at the actual cost of the tokens used, at the list price the
+    hold was made at, in its account (its profile need not be chosen again, and a member removed
+    mid-stream may still settle what was used). HoldNotFound for an unknown or another's hold."""
+    hold = Hold.objects.select_related("price").filter(pk=hold_id, user_id=user_id).first()
     if hold is None:
         raise HoldNotFound
+    account_id = hold.account_id
     settlement = hold_settle(
         hold_id=hold_id,
         account_id=account_id,
         user_id=user_id,
-        cost=usage_cost(
-            hold.price,
-            input_tokens=tokens.input,
-            output_tokens=tokens.output,
-            cache_read_tokens=tokens.cache_read,
-            cache_write_tokens=tokens.cache_write,
-        ),
+        cost=tokens.cost(hold.price),
         input_tokens=tokens.input,
         output_tokens=tokens.output,
         cache_read_tokens=tokens.cache_read,
