@@ -78,7 +78,11 @@ def _organization_header(request: HttpRequest) -> UUID | None:
     try:
         return UUID(header)
     except ValueError:
-        raise ApiProblem(403, "forbidden", message="Not a member of that organization.") from None
+        raise _not_a_member() from None
+
+
+def _not_a_member() -> ApiProblem:
+    return ApiProblem(403, "forbidden", message="Not a member of that organization.")
 
 
 class SpendAuth(HttpBearer):
@@ -416,16 +420,12 @@ def _profile(request: HttpRequest) -> tuple[Membership | None, CreditAccount]:
     """The account the header chooses: an organization the caller belongs to, or personal.
     Unknown organizations and strangers' look the same (403), so nothing is revealed."""
     user = _token(request).user
-    header = request.headers.get("X-KiloCode-OrganizationId", "").strip()
-    if not header:
+    org_id = _organization_header(request)
+    if org_id is None:
         return None, services.account_for(user=user)
-    try:
-        org_id = UUID(header)
-    except ValueError:
-        raise ApiProblem(403, "forbidden", message="Not a member of that organization.") from None
     membership = api_membership_for(user=user, org_id=org_id)
     if membership is None:
-        raise ApiProblem(403, "forbidden", message="Not a member of that organization.")
+        raise _not_a_member()
     return membership, services.account_for(organization=membership.organization)
 
 
@@ -611,13 +611,14 @@ def _spend(
     assert isinstance(context, SpendContext)
     for attempt in (1, 2, 3):
         needs_account = who_may_spend and context.account_id is None
-        if attempt > 1 or (who_may_spend and _refused(context)) or needs_account:
+        if attempt > 1 or (who_may_spend and _refusal(context) is not None) or needs_account:
             fresh = spend_context_refresh(context)
             if fresh is None:
                 raise AuthenticationError
             context = fresh
         if who_may_spend:
-            _refuse(context)
+            if (problem := _refusal(context)) is not None:
+                raise problem
             if context.account_id is None:
                 account_ensure(organization_id=context.organization_id, user_id=context.user_id)
                 continue  # read the context again, with its account
@@ -634,23 +635,19 @@ def _spend(
     raise ApiProblem(503, "busy", message="The organization changed while you asked; retry.")
 
 
-def _refused(context: SpendContext) -> bool:
-    return (context.organization_id is not None and context.role is None) or (
-        context.refusal() is not None
-    )
-
-
-def _refuse(context: SpendContext) -> None:
-    """Answer what the context refuses."""
+def _refusal(context: SpendContext) -> ApiProblem | None:
+    """What the context refuses, in the API's words; None when it may spend."""
     if context.organization_id is not None and context.role is None:
-        raise ApiProblem(403, "forbidden", message="Not a member of that organization.")
+        return _not_a_member()
     refusal = context.refusal()
-    if isinstance(refusal, NotASpender):
-        raise ApiProblem(403, "forbidden", message=refusal.message)
-    if isinstance(refusal, NoSeat):
-        raise ApiProblem(403, "no_seat", message=refusal.message)
-    if isinstance(refusal, OrganizationSuspended):
-        raise ApiProblem(402, "organization_suspended", message=refusal.message)
+    if refusal is None:
+        return None
+    status, error = {
+        NotASpender: (403, "forbidden"),
+        NoSeat: (403, "no_seat"),
+        OrganizationSuspended: (402, "organization_suspended"),
+    }[type(refusal)]
+    return ApiProblem(status, error, message=refusal.message)
 
 
 _LIMIT_MESSAGES = {

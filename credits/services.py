@@ -1,7 +1,6 @@
 """Every change to credits: usage, purchases, auto top-up, alerts, grants, limits and API tokens.
 Money itself moves only through `credits.ledger`."""
 
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from credits.models import (
 )
 from credits.pricing import price_in_force, usage_cost
 from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
-from credits.spend import SpendContext, price_on
+from credits.spend import SpendContext, price_on, token_hash, token_use_due
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.gateway import Dispute, GatewayError, Invoice, Refund, get_gateway
@@ -1246,10 +1245,6 @@ def purchase_refund(
 TOKEN_PREFIX = "kb_"
 
 
-def hash_api_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 def api_token_create(
     *, user: User, name: str, monthly_cap: int | None = None
 ) -> tuple[ApiToken, str]:
@@ -1261,7 +1256,7 @@ def api_token_create(
             user=user,
             name=name,
             prefix=raw[:10],
-            token_hash=hash_api_token(raw),
+            token_hash=token_hash(raw),
             monthly_cap=monthly_cap,
         )
         audit_record(
@@ -1287,14 +1282,13 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
         return None
     token = (
         ApiToken.objects.select_related("user")
-        .filter(token_hash=hash_api_token(raw), revoked_at__isnull=True, user__is_active=True)
+        .filter(token_hash=token_hash(raw), revoked_at__isnull=True, user__is_active=True)
         .first()
     )
     if token is None:
         return None
     now = timezone.now()
-    # Record use at most once a minute: a write per API call would cost more than it tells.
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+    if token_use_due(token.last_used_at, now=now):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token

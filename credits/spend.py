@@ -146,10 +146,14 @@ def spend_context_refresh(context: SpendContext) -> SpendContext | None:
     return spend_context_read(digest=context.digest, organization_id=context.organization_id)
 
 
+def token_use_due(last_used_at: datetime | None, *, now: datetime) -> bool:
+    """A token's use is recorded at most once a minute: a write per API call would cost more
+    than it tells."""
+    return last_used_at is None or now - last_used_at >= timedelta(minutes=1)
+
+
 def token_used(context: SpendContext, *, now: datetime) -> None:
-    """Record the token's use at most once a minute: a write per API call would cost more than
-    it tells."""
-    if context.token_used_at is not None and now - context.token_used_at < timedelta(minutes=1):
+    if not token_use_due(context.token_used_at, now=now):
         return
     ApiToken.objects.filter(pk=context.token_id).update(last_used_at=now)
     _contexts[(context.digest, context.organization_id)] = replace(context, token_used_at=now)

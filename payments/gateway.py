@@ -314,23 +314,6 @@ class Dispute:
     def won(self) -> bool:
         return self.status == "won"
 
-    @property
-    def closed(self) -> bool:
-        return self.status in ("won", "lost", "warning_closed", "prevented")
-
-
-@dataclass(frozen=True)
-class ChargeRecord:
-    """The parts of a Stripe Charge the product reads (from charge.* events)."""
-
-    id: str
-    amount: int
-    amount_refunded: int
-    refunded: bool
-    payment_intent: str
-    customer: str
-    disputed: bool
-
 
 @dataclass(frozen=True)
 class Charge:
@@ -681,18 +664,6 @@ def parse_dispute(data: dict[str, Any]) -> Dispute:
         payment_intent=object_id(data.get("payment_intent")),
         charge=object_id(data.get("charge")),
         created=_ts(data.get("created")) or datetime.now(tz=UTC),
-    )
-
-
-def parse_charge(data: dict[str, Any]) -> ChargeRecord:
-    return ChargeRecord(
-        id=data["id"],
-        amount=int(data.get("amount") or 0),
-        amount_refunded=int(data.get("amount_refunded") or 0),
-        refunded=bool(data.get("refunded")),
-        payment_intent=object_id(data.get("payment_intent")),
-        customer=object_id(data.get("customer")),
-        disputed=bool(data.get("disputed")),
     )
 
 
