@@ -113,6 +113,18 @@ class DisputedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _without_money_permission(request: HttpRequest) -> HttpResponse | None:
+    """Grants, adjustments and refunds move money: staff need the permission to change credit
+    accounts (the accounts' own pages stay read-only), not only access to the admin."""
+    if request.user.has_perm("credits.change_creditaccount"):
+        return None
+    messages.error(
+        request,
+        "Granting, adjusting and refunding credits need the permission to change credit accounts.",
+    )
+    return redirect(reverse("admin:index"))
+
+
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnly):
     """Read-only: money moves only through grants, adjustments and refunds (with a reason, into
@@ -190,6 +202,8 @@ class CreditAccountAdmin(ReadOnly):
 
     def organization_grant_view(self, request: HttpRequest, org_id: UUID) -> HttpResponse:
         """From the organization's admin page, which may not import credits: its account."""
+        if (denied := _without_money_permission(request)) is not None:
+            return denied
         organization = get_object_or_404(Organization, pk=org_id)
         account = account_for(organization=organization)
         return redirect(reverse("admin:credits_creditaccount_grant", args=[account.pk]))
@@ -197,6 +211,8 @@ class CreditAccountAdmin(ReadOnly):
     def grant_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         """Staff grant or adjustment: the form, a confirmation page stating the amount and the
         balance before and after, then the ledger entry (once, by the confirmation's key)."""
+        if (denied := _without_money_permission(request)) is not None:
+            return denied
         account = get_object_or_404(
             CreditAccount.objects.select_related("organization", "user"), pk=account_id
         )
@@ -373,9 +389,8 @@ class PurchaseAdmin(ReadOnly):
     def refund_view(self, request: HttpRequest, purchase_id: int) -> HttpResponse:
         """Staff refund, full or partial, with a reason, after a confirmation page that states
         what goes back to the card and what the balance becomes."""
-        if not request.user.has_perm("credits.change_creditaccount"):
-            messages.error(request, "Refunds need the permission to change credit accounts.")
-            return redirect(reverse("admin:credits_purchase_changelist"))
+        if (denied := _without_money_permission(request)) is not None:
+            return denied
         purchase = get_object_or_404(
             Purchase.objects.select_related("account__organization", "account__user"),
             pk=purchase_id,

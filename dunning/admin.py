@@ -105,7 +105,7 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
             },
         )
 
-    @admin.action(description="Extend grace (asks for days and a reason)")
+    @admin.action(description="Extend grace (asks for days and a reason)", permissions=["change"])
     def extend_grace(
         self, request: HttpRequest, queryset: QuerySet[OrganizationLifecycle]
     ) -> HttpResponse | None:
@@ -129,7 +129,7 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
             apply=apply,
         )
 
-    @admin.action(description="Suspend now (asks for a reason)")
+    @admin.action(description="Suspend now (asks for a reason)", permissions=["change"])
     def suspend_now(
         self, request: HttpRequest, queryset: QuerySet[OrganizationLifecycle]
     ) -> HttpResponse | None:
@@ -161,7 +161,7 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
             apply=apply,
         )
 
-    @admin.action(description="Restore (asks for a reason)")
+    @admin.action(description="Restore (asks for a reason)", permissions=["change"])
     def restore(
         self, request: HttpRequest, queryset: QuerySet[OrganizationLifecycle]
     ) -> HttpResponse | None:

@@ -2,11 +2,14 @@
 grants are confirmed and capped; auto top-up can never charge the card on every request."""
 
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,6 +20,7 @@ from credits.services import account_for, auto_topup_configure
 from tests.conftest import World, client_for
 from tests.credits.conftest import fund, seat_everyone, spend_exactly
 from tests.credits.test_purchases import save_card
+from tests.factories import UserFactory
 
 DOLLAR = 1_000_000
 ABSURD = [
@@ -231,3 +235,30 @@ def test_a_fourth_automatic_charge_in_24_hours_turns_auto_top_up_off(
     assert Purchase.objects.filter(kind=Purchase.Kind.AUTO_TOPUP).count() == 3  # no fourth
     assert account.balance == 9 * DOLLAR
     assert any("Auto top-up" in message.subject for message in mail.outbox)
+
+
+def test_staff_without_the_money_permission_cannot_grant_or_refund(world: World) -> None:
+    """Access to the admin is not enough: a staff member who may only look (or nothing at all)
+    moved $500 with a grant before; grants, adjustments and refunds need the permission to
+    change credit accounts."""
+    account = account_for(organization=world.org)
+    onlooker = UserFactory(is_staff=True)
+    onlooker.user_permissions.add(Permission.objects.get(codename="view_creditaccount"))
+    client = Client()
+    client.force_login(onlooker)
+    grant = reverse("admin:credits_creditaccount_grant", args=[account.pk])
+    from_organization = reverse(
+        "admin:credits_creditaccount_grant_organization", args=[world.org.pk]
+    )
+    for url in (grant, from_organization, reverse("admin:credits_purchase_refund", args=[1])):
+        refused = client.get(url, follow=True)
+        assert refused.redirect_chain[0][0] == reverse("admin:index")
+        assert "need the permission to change credit accounts" in refused.content.decode()
+    confirmed = {"amount": "500", "reason": "x", "key": str(uuid.uuid4()), "confirmed": "True"}
+    assert client.post(grant, confirmed).status_code == 302
+    assert not LedgerEntry.objects.exists()
+    assert account_for(organization=world.org).balance == 0
+    # With the permission, the same staff member may.
+    onlooker.user_permissions.add(Permission.objects.get(codename="change_creditaccount"))
+    client.force_login(onlooker)
+    assert client.get(grant).status_code == 200

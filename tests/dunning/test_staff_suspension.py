@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -152,3 +153,31 @@ def test_a_suspension_for_non_payment_still_counts_down(world: World) -> None:
 )
 def test_the_time_left_is_said_in_words_rounded_down(left: timedelta, text: str) -> None:
     assert duration_text(left) == text
+
+
+def test_staff_who_may_only_look_cannot_move_an_organization(world: World) -> None:
+    """The extend, suspend and restore actions need the permission to change the lifecycle:
+    a view-only staff member suspended an organization before."""
+    onlooker = get_user_model().objects.create_user(email="look@kilo.test", is_staff=True)
+    onlooker.user_permissions.add(Permission.objects.get(codename="view_organizationlifecycle"))
+    client = Client()
+    client.force_login(onlooker)
+    changelist = reverse("admin:dunning_organizationlifecycle_changelist")
+    assert 'value="suspend_now"' not in client.get(changelist).content.decode()
+    for action in ("suspend_now", "extend_grace", "restore"):
+        client.post(
+            changelist,
+            {
+                "action": action,
+                "_selected_action": [str(world.org.pk)],
+                "apply": "1",
+                "reason": "x",
+            },
+        )
+    world.org.refresh_from_db()
+    assert world.org.billing_state == State.ACTIVE
+    assert world.org.suspended_at is None
+    # The permission to change it opens them.
+    onlooker.user_permissions.add(Permission.objects.get(codename="change_organizationlifecycle"))
+    client.force_login(onlooker)
+    assert 'value="suspend_now"' in client.get(changelist).content.decode()
