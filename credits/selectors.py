@@ -152,14 +152,19 @@ class BudgetUse:
         return self.spent * 5 >= self.monthly_limit * 4
 
 
-def budget_uses(*, account: CreditAccount, month: date) -> list[BudgetUse]:
-    """Every member budget of the account with this month's spend, fullest first."""
+def budget_uses(
+    *, account: CreditAccount, month: date, user_id: int | None = None
+) -> list[BudgetUse]:
+    """Every member budget of the account (or only `user_id`'s) with this month's spend,
+    fullest first."""
     budgets = MemberBudget.objects.filter(account=account).select_related("user")
-    spent = dict(
-        SpendCounter.objects.filter(
-            account=account, scope=SpendCounter.Scope.MEMBER_MONTH, period=month
-        ).values_list("subject_id", "spent")
+    counters = SpendCounter.objects.filter(
+        account=account, scope=SpendCounter.Scope.MEMBER_MONTH, period=month
     )
+    if user_id is not None:
+        budgets = budgets.filter(user_id=user_id)
+        counters = counters.filter(subject_id=user_id)
+    spent = dict(counters.values_list("subject_id", "spent"))
     uses = [
         BudgetUse(
             user_id=budget.user_id,
@@ -174,8 +179,8 @@ def budget_uses(*, account: CreditAccount, month: date) -> list[BudgetUse]:
 
 
 def budget_use(*, account: CreditAccount, user_id: int, month: date) -> BudgetUse | None:
-    uses = budget_uses(account=account, month=month)
-    return next((use for use in uses if use.user_id == user_id), None)
+    uses = budget_uses(account=account, month=month, user_id=user_id)
+    return uses[0] if uses else None
 
 
 def holds_in_progress(*, account: CreditAccount) -> QuerySet[Hold]:
