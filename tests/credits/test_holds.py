@@ -344,3 +344,103 @@ def test_the_usage_tab_links_each_request_to_the_same_receipt(funded: World) -> 
     assert f"{receipt['cost_microdollars']:,} microdollars" in page
     assert f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC" in page
     assert f"#{entry_id}, usage<" in page
+
+
+def _in_parallel(count: int, act) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(count)
+
+    def one(n: int) -> None:
+        try:
+            barrier.wait()
+            act(n)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_32_retries_of_one_hold_then_32_racing_settles_and_releases_move_once(
+    world: World,
+) -> None:
+    """The same hold asked for 32 times at once is one hold; 16 settles and 16 releases of it
+    at once: one of them wins, the others answer its outcome or 409, and the money moves once."""
+    seat_everyone(world.org, world.owner)
+    fund(account_for(organization=world.org), DOLLAR)
+    _, raw = api_token_create(user=world.member, name="retries")
+    headers = {"Authorization": f"Bearer {raw}", "X-KiloCode-OrganizationId": str(world.org.pk)}
+    created: list[tuple[int, int]] = []
+
+    def ask(n: int) -> None:
+        response = hold(Client(headers=headers), "same-stream")
+        created.append((response.status_code, response.json()["hold_id"]))
+
+    _in_parallel(32, ask)
+    assert sorted(status for status, _ in created) == [200] * 31 + [201]
+    (hold_id,) = {hold_id for _, hold_id in created}
+    assert Hold.objects.count() == 1
+    assert account(world).held == HOLD_AMOUNT
+
+    answers: list[int] = []
+
+    def settle_or_release(n: int) -> None:
+        client = Client(headers=headers)
+        response = settle(client, hold_id) if n % 2 else release(client, hold_id)
+        answers.append(response.status_code)
+
+    _in_parallel(32, settle_or_release)
+    assert 500 not in answers
+    assert set(answers) <= {200, 201, 409}
+    acme = account(world)
+    assert acme.held == 0
+    assert acme.balance == ledger_sum(acme)
+    settled = LedgerEntry.objects.filter(kind="usage").count()
+    assert settled in (0, 1)
+    assert acme.balance == DOLLAR - settled * SONNET_COST
+    assert answers.count(201) == settled
+
+
+def test_absurd_holds_are_refused_and_hold_nothing(funded: World) -> None:
+    member = api(funded.member, funded.org)
+    body = {"request_id": "absurd", "provider": "anthropic", "model": "claude-sonnet-4"}
+    absurd = [
+        {**body, **HOLD_MAX, "max_input_tokens": 10**20},
+        {**body, **HOLD_MAX, "max_output_tokens": -1},
+        {**body, **HOLD_MAX, "request_id": "nul\x00byte"},
+        {**body, **HOLD_MAX, "request_id": "r" * 10_000},
+        {**body, **HOLD_MAX, "project": "p" * 10_000},
+        {**body, **HOLD_MAX, "ttl_seconds": 10**20},
+    ]
+    for payload in absurd:
+        response = member.post("/api/holds", json.dumps(payload), content_type="application/json")
+        assert response.status_code in (400, 422), (payload, response.status_code)
+    raw = '{"request_id": "x", "provider": "anthropic", "model": "claude-sonnet-4", '
+    for number in ("1e309", "NaN", "1.5"):
+        response = member.post(
+            "/api/holds",
+            f'{raw}"max_input_tokens": {number}, "max_output_tokens": 1}}',
+            content_type="application/json",
+        )
+        assert response.status_code in (400, 422), (number, response.status_code)
+    for hold_id in (10**20, -1, 0):
+        assert settle(member, hold_id).status_code in (404, 422)
+        assert release(member, hold_id).status_code in (404, 422)
+    assert not Hold.objects.exists()
+    assert account(funded).held == 0
+
+
+def test_a_hold_whose_request_id_looks_like_a_system_key_is_only_a_hold(funded: World) -> None:
+    """Hold keys live in the `hold` namespace: shapes of the system's keys reach nothing else."""
+    member = api(funded.member, funded.org)
+    for request_id in ("purchase:1", "refund:re_1", "dispute:du_1", "hold:1", "1", "expiry"):
+        created = hold(member, request_id)
+        assert created.status_code == 201, (request_id, created.json())
+        assert settle(member, created.json()["hold_id"]).status_code == 201
+    acme = account(funded)
+    assert acme.balance == DOLLAR - 6 * SONNET_COST == ledger_sum(acme)
+    entries = LedgerEntry.objects.filter(account=acme).exclude(kind="grant")
+    assert set(entries.values_list("kind", "source")) == {("usage", "hold")}
