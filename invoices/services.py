@@ -486,6 +486,8 @@ def invoices_pay_now(
                     logger.warning("could not void %s", invoice.gateway_id, exc_info=True)
     organization.refresh_from_db()
     result.restored = was != organization.billing_state == Organization.BillingState.ACTIVE
+    if not (result.paid or result.failure or result.action_url or result.restarted):
+        return result  # a second click that found its invoices paid by the first: nothing done
     with transaction.atomic():
         audit_record(
             organization=organization,

@@ -3,11 +3,14 @@
 
 import csv
 import io
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,7 +20,7 @@ from dunning import lifecycle
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
-from payments.sandbox.models import SandboxCustomer
+from payments.sandbox.models import SandboxCustomer, SandboxEvent
 from tests.conftest import World, client_for
 from tests.factories import MembershipFactory
 from tests.invoices.conftest import Step, card_use, customer_of, subscribe
@@ -620,3 +623,39 @@ def test_dates_are_shown_in_utc(world: World) -> None:
     page = client_for(world.owner).get(url("org_invoices", world)).content.decode()
     assert "3 May 2027" in page
     assert "Date (UTC)" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_32_pay_now_clicks_at_once_pay_the_overdue_invoice_once(
+    world: World, in_grace: SandboxCustomer
+) -> None:
+    """A double click, or 32: one charge, the invoice paid once, the organization restored,
+    and one "pay now" in the audit log (the clicks that found it paid did nothing)."""
+    card_use(in_grace, GOOD)
+    charges = SandboxEvent.objects.filter(type="charge.succeeded").count()
+    clients = []
+    for _ in range(32):
+        client = Client()
+        client.force_login(world.billing)
+        clients.append(client)
+    barrier = threading.Barrier(32)
+    statuses: list[int] = []
+
+    def click(client: Client) -> None:
+        try:
+            barrier.wait()
+            statuses.append(client.post(url("org_pay_now", world), {"confirm": "on"}).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 500 not in statuses
+    assert SandboxEvent.objects.filter(type="charge.succeeded").count() == charges + 1
+    assert Invoice.objects.get(billing_reason="subscription_cycle").status == "paid"
+    world.org.refresh_from_db()
+    assert world.org.billing_state == "active"
+    assert AuditEvent.objects.filter(action="billing.pay_now").count() == 1
