@@ -144,3 +144,9 @@ def test_the_budgets_page_shows_who_is_near_and_follows_the_matrix(funded: World
     response = client_for(funded.owner).post(url, {"user_id": funded.outsider.pk, "budget": "5"})
     assert response.status_code == 400
     assert not MemberBudget.objects.filter(user=funded.outsider).exists()
+    # Setting one follows the matrix too: billing managers and members 403, outsiders 404.
+    before = list(MemberBudget.objects.values_list("user_id", "monthly_limit"))
+    for person, status in ((funded.billing, 403), (funded.member, 403), (funded.outsider, 404)):
+        attack = client_for(person).post(url, {"user_id": funded.member.pk, "budget": "999"})
+        assert attack.status_code == status
+    assert list(MemberBudget.objects.values_list("user_id", "monthly_limit")) == before

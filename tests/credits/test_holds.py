@@ -444,3 +444,20 @@ def test_a_hold_whose_request_id_looks_like_a_system_key_is_only_a_hold(funded: 
     assert acme.balance == DOLLAR - 6 * SONNET_COST == ledger_sum(acme)
     entries = LedgerEntry.objects.filter(account=acme).exclude(kind="grant")
     assert set(entries.values_list("kind", "source")) == {("usage", "hold")}
+
+
+def test_a_member_sees_only_their_own_requests_and_receipts(funded: World) -> None:
+    mine = spend(api(funded.member, funded.org), "member-own").json()["entry_id"]
+    theirs = spend(api(funded.owner, funded.org), "owner-own").json()["entry_id"]
+    member = client_for(funded.member)
+    requests = member.get(reverse("org_usage_requests", args=[funded.org.pk])).content.decode()
+    own = reverse("org_usage_receipt", args=[funded.org.pk, mine])
+    other = reverse("org_usage_receipt", args=[funded.org.pk, theirs])
+    assert f'href="{own}"' in requests
+    assert f'href="{other}"' not in requests
+    assert member.get(own).status_code == 200
+    assert member.get(other).status_code == 404
+    # The owner sees everyone's; an organization's entry is no personal receipt.
+    assert client_for(funded.owner).get(other).status_code == 200
+    personal = reverse("personal_usage_receipt", args=[mine])
+    assert member.get(personal).status_code == 404
