@@ -88,18 +88,6 @@ def _scoped(scope: UsageScope) -> QuerySet[DailyUsage]:
     return rows
 
 
-def _filtered(rows: QuerySet[DailyUsage], filters: UsageFilters) -> QuerySet[DailyUsage]:
-    if filters.member is not None:
-        rows = rows.filter(user_id=filters.member)
-    if filters.provider:
-        rows = rows.filter(provider=filters.provider)
-    if filters.model:
-        rows = rows.filter(model=filters.model)
-    if filters.project is not None:
-        rows = rows.filter(project=filters.project)
-    return rows
-
-
 def member_is_known(*, scope: UsageScope, user_id: int) -> bool:
     """A current member of the organization, or someone whose usage the account holds (a
     former member). Never anyone else: another organization's people are unknown here."""
@@ -619,7 +607,11 @@ def usage_rows(
     unique index, read through a server-side cursor: an export of any size streams."""
     if scope.account_id is None:
         return iter(())
-    rows = _filtered(_scoped(scope).filter(day__range=(period.start, period.end)), filters)
+    rows = DailyUsage.objects.filter(
+        account_id=scope.account_id, day__range=(period.start, period.end)
+    )
+    for column, value in _conditions(scope, filters):
+        rows = rows.filter(**{column: value})
     return (
         rows.order_by("day", "user_id", "provider", "model", "project")
         .values_list(

@@ -18,6 +18,7 @@ from invoices.models import Invoice
 from invoices.selectors import invoices_of_organization, invoices_of_person, overdue_invoices
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, allows
+from organizations.selectors import memberships_of_user
 from seats.selectors import Occupancy, member_has_seat, seat_occupancy
 
 LAST_INVOICES = 5
@@ -256,11 +257,7 @@ class PersonalProfile:
 
 def personal_profile(*, user: User) -> PersonalProfile:
     return PersonalProfile(
-        memberships=list(
-            Membership.objects.filter(user=user)
-            .select_related("organization")
-            .order_by("organization__name")
-        ),
+        memberships=list(memberships_of_user(user=user)),
         account=_account(user=user),
         invoices=list(invoices_of_person(user=user)[:LAST_INVOICES]),
         closed=closed_organizations(user=user),

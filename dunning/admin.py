@@ -15,6 +15,7 @@ from dunning.exceptions import LifecycleError
 from dunning.forms import ExtendGraceForm, LifecycleReasonForm, SuspendForm
 from dunning.models import LifecycleTransition, OrganizationLifecycle
 from invoices.admin import ReadOnlyMixin
+from organizations.admin import LIFECYCLE_FIELDS
 
 
 class TransitionInline(ReadOnlyMixin, admin.TabularInline):
@@ -41,19 +42,7 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
     list_filter = ("billing_state",)
     # Staff often know a customer by a person's email: find the organizations they belong to.
     search_fields = ("name", "id", "memberships__user__email")
-    fields = (
-        "name",
-        "billing_state",
-        "billing_state_since",
-        "grace_ends_at",
-        "grace_reminder_sent_at",
-        "suspended_at",
-        "suspended_by_staff",
-        "suspension_reason",
-        "retention_scheduled",
-        "deletion_notice_days",
-        "deleted_at",
-    )
+    fields = ("name", *LIFECYCLE_FIELDS)
     readonly_fields = fields
     inlines = (TransitionInline,)
     actions = ("extend_grace", "suspend_now", "restore")

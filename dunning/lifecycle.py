@@ -144,18 +144,18 @@ def organization_grace_start(
     *,
     organization: Organization,
     invoice: Invoice,
+    reason: str,
     now: datetime | None = None,
-    reason: str = "",
 ) -> LifecycleTransition | None:
     """A seat invoice unpaid for good reason (repeated failure, a hard decline, no card, a week
-    overdue, a chargeback): active → grace until now + BILLING_GRACE_PERIOD."""
+    overdue, a chargeback; `reason` says which): active → grace until now +
+    BILLING_GRACE_PERIOD."""
     now = now or billing_now()
     return transition_claim(
         organization=organization,
         to_state=State.GRACE,
         action="billing.grace_start",
-        reason=reason
-        or f"{invoice.attempt_count} failed payment attempts on invoice {invoice.display_number}",
+        reason=reason,
         now=now,
         allowed_from={State.ACTIVE},
         invoice=invoice,

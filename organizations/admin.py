@@ -14,24 +14,27 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ("user",)
 
 
+# What the failed-payment lifecycle keeps on an organization: read-only in every admin, moved
+# only by its services (the actions on the lifecycle page, dunning/admin.py).
+LIFECYCLE_FIELDS = (
+    "billing_state",
+    "billing_state_since",
+    "grace_ends_at",
+    "grace_reminder_sent_at",
+    "suspended_at",
+    "suspended_by_staff",
+    "suspension_reason",
+    "retention_scheduled",
+    "deletion_notice_days",
+    "deleted_at",
+)
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = ("name", "id", "billing_state", "created_at")
     list_filter = ("billing_state",)
-    # The lifecycle moves only through its services (admin actions on the lifecycle page).
-    readonly_fields = (
-        "credits",
-        "billing_state",
-        "billing_state_since",
-        "grace_ends_at",
-        "grace_reminder_sent_at",
-        "suspended_at",
-        "suspended_by_staff",
-        "suspension_reason",
-        "retention_scheduled",
-        "deletion_notice_days",
-        "deleted_at",
-    )
+    readonly_fields = ("credits", *LIFECYCLE_FIELDS)
     # Staff often know a customer by a person's email: find the organizations they belong to.
     search_fields = ("name", "id", "memberships__user__email")
     date_hierarchy = "created_at"
