@@ -40,6 +40,16 @@ def dollars_field(raw: str, *, field: str, max_dollars: int, min_cents: int = 1)
         raise forms.ValidationError(error.message) from None
 
 
+def microdollars_field(raw: str, *, field: str, max_dollars: int, min_cents: int = 1) -> int | None:
+    """An optional field's dollars as microdollars (None when left empty), for thresholds,
+    limits, budgets and caps; its problem as the field's error."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    cents = dollars_field(raw, field=field, max_dollars=max_dollars, min_cents=min_cents)
+    return cents_to_microdollars(cents)
+
+
 class BuyCreditsForm(forms.Form):
     preset = forms.ChoiceField(required=False, widget=forms.RadioSelect)
     custom = forms.CharField(required=False, max_length=20, label="Or another amount (USD)")
@@ -138,11 +148,9 @@ class LowBalanceForm(forms.Form):
     )
 
     def clean_threshold(self) -> int | None:
-        raw = self.cleaned_data["threshold"].strip()
-        if not raw:
-            return None
-        cents = dollars_field(raw, field="threshold", max_dollars=LOW_BALANCE_MAX_DOLLARS)
-        return cents_to_microdollars(cents)
+        return microdollars_field(
+            self.cleaned_data["threshold"], field="threshold", max_dollars=LOW_BALANCE_MAX_DOLLARS
+        )
 
     def clean_recipients(self) -> list[str]:
         emails = [
@@ -164,11 +172,9 @@ class DailyLimitForm(forms.Form):
     )
 
     def clean_limit(self) -> int | None:
-        raw = self.cleaned_data["limit"].strip()
-        if not raw:
-            return None
-        cents = dollars_field(raw, field="limit", max_dollars=DAILY_LIMIT_MAX_DOLLARS)
-        return cents_to_microdollars(cents)
+        return microdollars_field(
+            self.cleaned_data["limit"], field="limit", max_dollars=DAILY_LIMIT_MAX_DOLLARS
+        )
 
 
 BUDGET_MAX_DOLLARS = 1_000_000
@@ -181,11 +187,9 @@ class MemberBudgetForm(forms.Form):
     )
 
     def clean_budget(self) -> int | None:
-        raw = self.cleaned_data["budget"].strip()
-        if not raw:
-            return None
-        cents = dollars_field(raw, field="budget", max_dollars=BUDGET_MAX_DOLLARS, min_cents=0)
-        return cents_to_microdollars(cents)
+        return microdollars_field(
+            self.cleaned_data["budget"], field="budget", max_dollars=BUDGET_MAX_DOLLARS, min_cents=0
+        )
 
 
 class ApiTokenForm(forms.Form):
@@ -198,11 +202,12 @@ class ApiTokenForm(forms.Form):
     )
 
     def clean_monthly_cap(self) -> int | None:
-        raw = self.cleaned_data["monthly_cap"].strip()
-        if not raw:
-            return None
-        cents = dollars_field(raw, field="cap", max_dollars=BUDGET_MAX_DOLLARS, min_cents=0)
-        return cents_to_microdollars(cents)
+        return microdollars_field(
+            self.cleaned_data["monthly_cap"],
+            field="cap",
+            max_dollars=BUDGET_MAX_DOLLARS,
+            min_cents=0,
+        )
 
 
 def dollars_text(microdollars: int) -> str:
