@@ -33,6 +33,7 @@ from credits.services import (
     credits_grant,
     purchase_refund,
     purchase_refund_terms,
+    refund_check,
 )
 from organizations.models import Organization
 from payments.gateway import GatewayError
@@ -425,18 +426,17 @@ class PurchaseAdmin(ReadOnly):
                         f" ({refund.id}).",
                     )
                     return redirect(reverse("admin:credits_purchase_change", args=[purchase.pk]))
-            elif data["amount"] > terms.refundable:
-                form.add_error(
-                    "amount", f"At most {cents_filter(terms.refundable)} can still be refunded."
-                )
-            elif data["amount"] > terms.unspent and not data["beyond_unspent"]:
-                form.add_error(
-                    "amount",
-                    f"Only {cents_filter(terms.unspent)} is unspent;"
-                    " tick the box below to refund more.",
-                )
             else:
-                confirming = True
+                try:
+                    refund_check(
+                        terms,
+                        amount_cents=data["amount"],
+                        beyond_unspent=data["beyond_unspent"],
+                    )
+                except RefundRefused as refused:
+                    form.add_error("amount", refused.message)
+                else:
+                    confirming = True
         account = purchase.account
         amount = form.cleaned_data.get("amount", 0) if confirming else 0
         context = {

@@ -1185,6 +1185,22 @@ def purchase_refund_terms(*, purchase: Purchase) -> RefundTerms:
     )
 
 
+def refund_check(terms: RefundTerms, *, amount_cents: int, beyond_unspent: bool) -> None:
+    """RefundRefused for an amount the purchase cannot give back: not positive, more than is
+    left, or more than is unspent unless staff confirm that the account will owe the rest."""
+    if amount_cents <= 0:
+        raise RefundRefused("A refund is a positive amount.")
+    if amount_cents > terms.refundable:
+        raise RefundRefused(
+            f"At most {cents(terms.refundable)} of this purchase can still be refunded."
+        )
+    if amount_cents > terms.unspent and not beyond_unspent:
+        raise RefundRefused(
+            f"Only {cents(terms.unspent)} is unspent; to refund more, confirm that the account "
+            "will owe the difference (the box below)."
+        )
+
+
 def purchase_refund(
     *,
     actor: User,
@@ -1204,18 +1220,11 @@ def purchase_refund(
         raise RefundRefused("Choose why the money is given back.")
     if not note.strip():
         raise RefundRefused("Say why: the note goes to the ledger and the audit log.")
-    terms = purchase_refund_terms(purchase=purchase)
-    if amount_cents <= 0:
-        raise RefundRefused("A refund is a positive amount.")
-    if amount_cents > terms.refundable:
-        raise RefundRefused(
-            f"At most {cents(terms.refundable)} of this purchase can still be refunded."
-        )
-    if amount_cents > terms.unspent and not beyond_unspent:
-        raise RefundRefused(
-            f"Only {cents(terms.unspent)} of it is unspent. To refund more, confirm that the "
-            "account will owe the difference."
-        )
+    refund_check(
+        purchase_refund_terms(purchase=purchase),
+        amount_cents=amount_cents,
+        beyond_unspent=beyond_unspent,
+    )
     refund = get_gateway().refund_create(
         invoice_id=purchase.gateway_invoice_id,
         amount=amount_cents,
