@@ -9,17 +9,14 @@ from credits.models import CreditAccount
 from organizations.models import Organization
 
 
-class DailyUsage(models.Model):
-    """One account's usage on one UTC day by one user, provider, model and project. Counted by a
-    trigger on the usage records (migration 0003) in the transaction that records each usage
-    event, so every event is in exactly one row, exactly once. Pages read these rows, never the
-    events."""
+class UsageCounts(models.Model):
+    """The key and the figures of a usage rollup row: one account's usage by one user, provider,
+    model and project, over the period its table's rows stand for."""
 
-    # Both foreign keys are covered by the indexes below; their own indexes would only cost writes.
+    # Covered by each table's own indexes; an index of its own would only cost writes.
     account = models.ForeignKey(
         CreditAccount, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    day = models.DateField()
     # No database constraint: a deleted user's spend stays attributed to their id (the page says
     # "deleted user") instead of several rows collapsing into one key when the user goes.
     user = models.ForeignKey(
@@ -39,6 +36,18 @@ class DailyUsage(models.Model):
     cache_read_tokens = models.BigIntegerField()
     cache_write_tokens = models.BigIntegerField()
     cost = models.BigIntegerField(help_text="Microdollars")
+
+    class Meta:
+        abstract = True
+
+
+class DailyUsage(UsageCounts):
+    """One account's usage on one UTC day by one user, provider, model and project. Counted by a
+    trigger on the usage records (migration 0003) in the transaction that records each usage
+    event, so every event is in exactly one row, exactly once. Pages read these rows, never the
+    events."""
+
+    day = models.DateField()
 
     class Meta:
         constraints = [
@@ -61,34 +70,14 @@ class DailyUsage(models.Model):
         return f"{self.day} {self.model} {self.cost}"
 
 
-class WeeklyUsage(models.Model):
+class WeeklyUsage(UsageCounts):
     """One account's usage in one rollup week (a week cut at the first of each month:
     `analytics.periods.week_start`) by one user, provider, model and project: the sum of that
     week's daily rows, written by `usage_weeks_sum` once the week has ended. Pages read these
     rows for the weeks `UsageWeek` says are summed and up to date, and the daily rows for every
     other day, so long periods read about a seventh of the rows and every figure stays exact."""
 
-    account = models.ForeignKey(
-        CreditAccount, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
     start = models.DateField(help_text="The week's first day (UTC).")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    provider = models.CharField(max_length=50)
-    model = models.CharField(max_length=100)
-    project = models.CharField(max_length=200, blank=True)
-    requests = models.BigIntegerField()
-    input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_read_tokens = models.BigIntegerField()
-    cache_write_tokens = models.BigIntegerField()
-    cost = models.BigIntegerField(help_text="Microdollars")
 
     class Meta:
         # Read one week at a time (account, start): that index also serves the member and
