@@ -689,29 +689,22 @@ class StripeGateway(BillingGateway):
     def _payment_failure(self, *, invoice_id: str) -> CardError:
         """Why the invoice's last payment attempt failed, as far as Stripe tells."""
         try:
-            payments = self._v1.invoice_payments.list(
-                {"invoice": invoice_id, "limit": 1, "expand": ["data.payment.payment_intent"]}
-            )
-        except stripe.StripeError as error:
+            attempt = self.invoice_last_payment(invoice_id=invoice_id)
+        except GatewayError as error:
             logger.warning("Could not read the payment of invoice %s: %s", invoice_id, error)
             return CardError(DECLINED_MESSAGE, invoice_id=invoice_id)
-        for payment in payments.data:
-            intent = (_plain(payment).get("payment") or {}).get("payment_intent")
-            if not isinstance(intent, dict):
-                continue
-            attempt = parse_payment_attempt(intent)
-            if attempt.needs_authentication:
-                return CardError(
-                    AUTHENTICATION_MESSAGE,
-                    code=AUTHENTICATION_REQUIRED,
-                    decline_code=attempt.decline_code,
-                    invoice_id=invoice_id,
-                )
-            if attempt.code:
-                return CardError(
-                    attempt.message or DECLINED_MESSAGE,
-                    code=attempt.code,
-                    decline_code=attempt.decline_code,
-                    invoice_id=invoice_id,
-                )
+        if attempt is not None and attempt.needs_authentication:
+            return CardError(
+                AUTHENTICATION_MESSAGE,
+                code=AUTHENTICATION_REQUIRED,
+                decline_code=attempt.decline_code,
+                invoice_id=invoice_id,
+            )
+        if attempt is not None and attempt.code:
+            return CardError(
+                attempt.message or DECLINED_MESSAGE,
+                code=attempt.code,
+                decline_code=attempt.decline_code,
+                invoice_id=invoice_id,
+            )
         return CardError(DECLINED_MESSAGE, invoice_id=invoice_id)
