@@ -102,12 +102,37 @@ def _version(status: str, attempts: int, paid: int, observed_at: datetime) -> tu
     return (_STATUS_RANK.get(status, 1), attempts, paid, observed_at)
 
 
+def _new_failed_attempt(invoice: gateway.Invoice, *, known_attempts: int) -> bool:
+    unpaid = invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+    return (
+        unpaid
+        and invoice.attempt_count > known_attempts
+        and invoice_kind(invoice) in selectors.LIFECYCLE_KINDS
+    )
+
+
+def _last_attempt(invoice: gateway.Invoice) -> gateway.PaymentAttempt | None:
+    """How a seat invoice's new failed attempt ended, read from the gateway (its PaymentIntent)
+    before any row is locked: whether it was a hard decline, or the bank asking the payer to
+    authenticate, decides what the lifecycle does. None when nothing new failed."""
+    known = Invoice.objects.filter(gateway_id=invoice.id).values_list("attempt_count", flat=True)
+    if not _new_failed_attempt(invoice, known_attempts=known.first() or 0):
+        return None
+    try:
+        return get_gateway().invoice_last_payment(invoice_id=invoice.id)
+    except GatewayError:
+        logger.warning("could not read the last payment of %s", invoice.id, exc_info=True)
+        return None
+
+
 def _failure_fields(
-    local: Invoice | None, invoice: gateway.Invoice, observed_at: datetime
+    local: Invoice | None,
+    invoice: gateway.Invoice,
+    observed_at: datetime,
+    attempt: gateway.PaymentAttempt | None,
 ) -> dict[str, Any]:
-    """When the invoice first failed, and how its last attempt ended. A new failed attempt on a
-    seat invoice is read from the gateway (its PaymentIntent): whether it was a hard decline,
-    or the bank asking the payer to authenticate, decides what the lifecycle does."""
+    """When the invoice first failed, and how its last attempt ended (`attempt`, read before the
+    locks; used only if the attempt is still new once the invoice is locked)."""
     unpaid = invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
     if not unpaid:
         return {"awaiting_authentication": False}
@@ -115,20 +140,12 @@ def _failure_fields(
     known_attempts = local.attempt_count if local else 0
     if invoice.attempt_count and not (local and local.first_failed_at):
         fields["first_failed_at"] = observed_at
-    if invoice.attempt_count > known_attempts and invoice_kind(invoice) in (
-        selectors.LIFECYCLE_KINDS
-    ):
-        try:
-            attempt = get_gateway().invoice_last_payment(invoice_id=invoice.id)
-        except GatewayError:
-            logger.warning("could not read the last payment of %s", invoice.id, exc_info=True)
-            attempt = None
-        if attempt is not None:
-            fields.update(
-                payment_error_code=attempt.code[:60],
-                payment_decline_code=attempt.decline_code[:60],
-                awaiting_authentication=attempt.needs_authentication,
-            )
+    if attempt is not None and _new_failed_attempt(invoice, known_attempts=known_attempts):
+        fields.update(
+            payment_error_code=attempt.code[:60],
+            payment_decline_code=attempt.decline_code[:60],
+            awaiting_authentication=attempt.needs_authentication,
+        )
     return fields
 
 
@@ -153,6 +170,7 @@ def invoice_sync(
             "invoice %s: no billing profile for customer %r", invoice.id, invoice.customer
         )
         return None
+    attempt = _last_attempt(invoice)  # a gateway call: before the locks below
     if profile.organization_id:
         # Lock order organization → invoice, as the seat handlers lock the organization first:
         # two events of one invoice processed at once then wait for each other, never deadlock.
@@ -170,7 +188,7 @@ def invoice_sync(
                     gateway_id=invoice.id,
                     billing_profile=profile,
                     **fields,
-                    **_failure_fields(None, invoice, observed_at),
+                    **_failure_fields(None, invoice, observed_at, attempt),
                 )
         except IntegrityError:  # another worker stored it first: compare with theirs
             local = Invoice.objects.select_for_update().get(gateway_id=invoice.id)
@@ -186,7 +204,7 @@ def invoice_sync(
         return local
     previous_status, previous_attempts = local.status, local.attempt_count
     previous_error = (local.payment_error_code, local.payment_decline_code)
-    fields.update(_failure_fields(local, invoice, observed_at))
+    fields.update(_failure_fields(local, invoice, observed_at, attempt))
     for name, value in fields.items():
         setattr(local, name, value)
     local.save()
