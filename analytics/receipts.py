@@ -12,8 +12,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from analytics import selectors
-from credits.models import UsageRecord
-from credits.selectors import usage_receipt
+from credits.selectors import usage_receipt, usage_records
 from organizations.access import membership_for
 from organizations.models import Membership
 from organizations.roles import Permission, allows
@@ -36,15 +35,7 @@ def _user(request: HttpRequest) -> User:
 def _requests_page(
     request: HttpRequest, *, account_id: int | None, only_user: User | None, context: dict
 ) -> HttpResponse:
-    records = (
-        UsageRecord.objects.filter(account_id=account_id)
-        .select_related("user")
-        .order_by("-created_at", "-pk")
-        if account_id
-        else UsageRecord.objects.none()
-    )
-    if only_user is not None:
-        records = records.filter(user=only_user)
+    records = usage_records(account_id=account_id, user_id=only_user.pk if only_user else None)
     page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "analytics/requests.html", {**context, "page": page})
 

@@ -194,3 +194,13 @@ def hold_account_id(*, hold_id: int, user_id: int) -> int | None:
         .values_list("account_id", flat=True)
         .first()
     )
+
+
+def usage_records(*, account_id: int | None, user_id: int | None = None) -> QuerySet[UsageRecord]:
+    """An account's requests (only `user_id`'s, unless None), newest first, with their member."""
+    if account_id is None:
+        return UsageRecord.objects.none()
+    records = UsageRecord.objects.filter(account_id=account_id)
+    if user_id is not None:
+        records = records.filter(user_id=user_id)
+    return records.select_related("user").order_by("-created_at", "-pk")
