@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from payments.gateway import (
@@ -51,6 +51,8 @@ PENDING_UPDATE_LIFETIME = timedelta(hours=23)
 RENEWAL_FINALIZE_DELAY = timedelta(hours=1)
 CHECKOUT_LIFETIME = timedelta(hours=24)
 _ALPHABET = string.ascii_letters + string.digits
+# Named, not imported: the tasks module imports this one.
+DELIVER_TASK = "payments.sandbox.tasks.sandbox_event_deliver"
 Behaviour = SandboxPaymentMethod.Behaviour
 
 
@@ -64,6 +66,22 @@ def clock_advance(*, seconds: int) -> datetime:
     clock, _ = SandboxClock.objects.get_or_create(pk=1)
     SandboxClock.objects.filter(pk=1).update(offset_seconds=clock.offset_seconds + seconds)
     return now()
+
+
+def next_renewal_charged_at() -> datetime | None:
+    """When the earliest live subscription's next renewal is charged: its period's end, plus the
+    hour Stripe leaves a renewal as a draft before it finalizes and tries it."""
+    end = SandboxSubscription.objects.filter(status__in=["active", "past_due"]).aggregate(
+        first=models.Min("current_period_end")
+    )["first"]
+    return None if end is None else end + RENEWAL_FINALIZE_DELAY
+
+
+def next_retry_at() -> datetime | None:
+    """When automatic collection next tries an open invoice again."""
+    return SandboxInvoice.objects.filter(status="open").aggregate(
+        first=models.Min("next_payment_attempt")
+    )["first"]
 
 
 def new_id(prefix: str) -> str:
@@ -110,16 +128,12 @@ def action() -> Iterator[None]:
     finally:
         events: list[tuple[int, str]] = _local.events
         _local.events = None
-    from payments.sandbox import tasks
-
     for _, event_id in sorted(events):
-        enqueue_after_commit(tasks.sandbox_event_deliver, event_id)
+        enqueue_after_commit(DELIVER_TASK, event_id)
 
 
 def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
     """Record an event and deliver it after commit (and again until the app answers 2xx)."""
-    from payments.sandbox import tasks
-
     event_id = new_id("evt")
     payload = {
         "id": event_id,
@@ -143,7 +157,7 @@ def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
         id=event_id, type=event_type, payload=payload, delivery_order=order
     )
     if batch is None:
-        enqueue_after_commit(tasks.sandbox_event_deliver, event_id)
+        enqueue_after_commit(DELIVER_TASK, event_id)
     else:
         batch.append((order, event_id))
     return event

@@ -66,7 +66,7 @@ def use_card(organization: Organization, number: str) -> None:
 def first_renewal_fails(organization: Organization) -> Invoice:
     """The card fails at the renewal a month on: one failed attempt, no grace yet."""
     use_card(organization, FAILING_CARD)
-    call_command("sandbox_advance", days=31)
+    call_command("sandbox_advance", to="renewal")
     settle()
     renewal = Invoice.objects.get(
         billing_profile__organization=organization, billing_reason="subscription_cycle"

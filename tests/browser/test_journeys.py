@@ -8,7 +8,7 @@ runs alone: `PYTEST_ARGS=tests/browser make test`, or `-k billing_manager` for o
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -466,7 +466,7 @@ def test_it_takes_a_failing_card_through_grace_and_suspension_and_back_with_pay_
     snap(owner_page, "card-0341-saved")
 
     # The renewal fails once: an open invoice, no grace yet.
-    call_command("sandbox_advance", days=31)
+    call_command("sandbox_advance", to="renewal")
     settle()
     owner_page.goto(f"/o/{organization.pk}/invoices/")
     renewal = owner_page.locator("section table tbody tr").filter(has_text="Open")
@@ -475,7 +475,7 @@ def test_it_takes_a_failing_card_through_grace_and_suspension_and_back_with_pay_
     expect(owner_page.locator(".banner")).to_have_count(0)
 
     # The retry a day later fails too: grace, with its deadline and "Pay now" on every page.
-    call_command("sandbox_advance", days=1.1)
+    call_command("sandbox_advance", to="retry")
     settle()
     organization.refresh_from_db()
     assert organization.billing_state == Organization.BillingState.GRACE
@@ -492,7 +492,8 @@ def test_it_takes_a_failing_card_through_grace_and_suspension_and_back_with_pay_
     assert spend(live, token, organization).status_code == 201  # grace: service goes on
 
     # The grace period ends unpaid: the dunning sweep suspends.
-    call_command("sandbox_advance", days=3.1)
+    past_grace = organization.grace_ends_at - engine.now() + timedelta(minutes=1)
+    call_command("sandbox_advance", hours=past_grace.total_seconds() / 3600)
     settle()
     call_command("billing_jobs")
     organization.refresh_from_db()

@@ -138,11 +138,14 @@ def test_the_lifecycle_runs_on_the_sandbox_clock_that_sandbox_advance_moves(
     customer = customer_of(world.org)
     step(lambda: subscribe(customer, world.org))
     card_use(customer, FAILS_ON_CHARGE)
-    for days in (30.5, 1.1):
-        step(lambda days=days: call_command("sandbox_advance", days=days, stdout=StringIO()))
+    for moment in ("renewal", "retry"):  # the renewal fails, and the retry a day later
+        step(lambda moment=moment: call_command("sandbox_advance", to=moment, stdout=StringIO()))
     world.org.refresh_from_db()
     assert world.org.billing_state == State.GRACE
-    step(lambda: call_command("sandbox_advance", days=3.1, stdout=StringIO()))
+    assert world.org.grace_ends_at is not None
+    past_grace = world.org.grace_ends_at - engine.now() + timedelta(minutes=1)
+    hours = past_grace.total_seconds() / 3600
+    step(lambda: call_command("sandbox_advance", hours=hours, stdout=StringIO()))
     step(lambda: call_command("billing_jobs", stdout=StringIO()))
     world.org.refresh_from_db()
     assert world.org.billing_state == State.SUSPENDED

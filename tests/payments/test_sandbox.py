@@ -1,14 +1,17 @@
 from datetime import UTC, datetime, timedelta
+from io import StringIO
+from typing import Any
 
 import pytest
+import requests
 import time_machine
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
 from payments.gateway import CardError, CustomerDetails, GatewayError
 from payments.models import WebhookEvent
-from payments.sandbox import delivery, engine
+from payments.sandbox import delivery, engine, services
 from payments.sandbox.gateway import SandboxGateway
 from payments.sandbox.models import (
     SandboxCheckoutSession,
@@ -425,17 +428,62 @@ def test_the_payment_method_page_needs_a_signed_link(db) -> None:  # type: ignor
     assert Client().get(forged).status_code == 404
 
 
-def test_sandbox_advance_moves_the_clock_and_renews(db, settings) -> None:  # type: ignore[no-untyped-def]
+# The hard instants of a calendar: the last hour of a 31-day month, 28 February of a common
+# year, 29 February of a leap year, the last half hour of a year.
+CALENDAR_EDGES = [
+    datetime(2026, 12, 8, 2, 0, tzinfo=UTC),  # a 31-day month: `--days 31` lands on a draft
+    datetime(2027, 1, 31, 23, 30, tzinfo=UTC),
+    datetime(2027, 2, 28, 12, 0, tzinfo=UTC),
+    datetime(2028, 2, 29, 12, 0, tzinfo=UTC),
+    datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize("start", CALENDAR_EDGES, ids=lambda at: f"{at:%Y-%m-%dT%H:%M}")
+def test_sandbox_advance_to_the_renewal_charges_it_whatever_the_month(
+    settings: Any, start: datetime
+) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    with time_machine.travel(start, tick=False):
+        record = customer()
+        subscription = seats(record, quantity=2)
+        call_command("sandbox_advance", to="renewal", stdout=StringIO())
+        renewal = SandboxInvoice.objects.get(billing_reason="subscription_cycle")
+        assert renewal.status == "paid"
+        renewed = gateway.subscription_retrieve(subscription_id=subscription.id)
+        assert renewed.current_period_start == subscription.current_period_end
+        # Stripe finalizes a renewal an hour after creating it; the clock lands just past that.
+        assert engine.now() == subscription.current_period_end + timedelta(hours=1, seconds=1)
+
+
+def test_sandbox_advance_by_days_moves_the_clock_and_runs_what_is_due(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.STRIPE_SECRET_KEY = ""
+    with time_machine.travel(datetime(2026, 4, 10, 12, 0, tzinfo=UTC), tick=False):
+        record = customer()
+        seats(record, quantity=2)
+        call_command("sandbox_advance", days=30, stdout=StringIO())  # 10 May 12:00: the end
+        assert SandboxInvoice.objects.get(billing_reason="subscription_cycle").status == "draft"
+        call_command("sandbox_advance", hours=1, stdout=StringIO())
+        assert SandboxInvoice.objects.get(billing_reason="subscription_cycle").status == "paid"
+
+
+def test_sandbox_advance_to_the_next_retry(settings) -> None:  # type: ignore[no-untyped-def]
     settings.STRIPE_SECRET_KEY = ""
     record = customer()
-    subscription = seats(record, quantity=2)
-    call_command("sandbox_advance", days=31)
-    assert (
-        SandboxInvoice.objects.filter(billing_reason="subscription_cycle", status="paid").count()
-        == 1
-    )
-    renewed = gateway.subscription_retrieve(subscription_id=subscription.id)
-    assert renewed.current_period_start == subscription.current_period_end
+    seats(record, quantity=1)
+    engine.payment_method_attach(customer=record, card=FAILS_ON_CHARGE)
+    call_command("sandbox_advance", to="renewal", stdout=StringIO())
+    renewal = SandboxInvoice.objects.get(billing_reason="subscription_cycle")
+    assert (renewal.status, renewal.attempt_count) == ("open", 1)
+    call_command("sandbox_advance", to="retry", stdout=StringIO())
+    renewal.refresh_from_db()
+    assert (renewal.status, renewal.attempt_count) == ("open", 2)
+
+
+def test_sandbox_advance_says_when_nothing_is_scheduled(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.STRIPE_SECRET_KEY = ""
+    with pytest.raises(CommandError, match="No renewal is scheduled"):
+        call_command("sandbox_advance", to="renewal", stdout=StringIO())
 
 
 REAL_POST = delivery.post  # captured at import, before the autouse fixture swaps it
@@ -460,7 +508,6 @@ def test_events_travel_over_http_to_the_apps_own_endpoint(
         cancel_url=live_server.url + "/back",
         idempotency_key="http-1",
     )
-    import requests
 
     response = requests.post(session.url, data=card_form(), allow_redirects=False, timeout=10)
     # The hosted page is a real form: without its CSRF cookie it is refused, as a browser would be.
@@ -491,7 +538,6 @@ def test_a_paid_checkout_revisited_or_clicked_twice_goes_to_the_success_page(
     (https://docs.stripe.com/payments/checkout/custom-success-page), and a complete session's
     status is `complete`, not `expired`
     (https://docs.stripe.com/api/checkout/sessions/object#checkout_session_object-status)."""
-    from payments.sandbox import services
 
     record = customer(card=None)
     session = gateway.checkout_payment(
