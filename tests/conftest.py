@@ -1,11 +1,16 @@
 """Fixed personas: an organization with one person per role, and a neighbouring organization
 whose owner is the outsider. Whatever the neighbour holds must stay invisible to Acme's people."""
 
+import os
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -146,12 +151,56 @@ def client_for(user: User | None) -> Client:
     return client
 
 
-def pytest_report_header() -> str:
-    from django.conf import settings
+# The whole suite can start at a given instant (`--start-at 2028-02-29T23:30:00Z`, or
+# KB_TEST_START_AT): the clock then runs on from there, in this process and, through
+# KB_TEST_CLOCK_OFFSET, in the processes the tests start (the browser tests' Celery worker).
+# `make test` runs the clock-sensitive suites again at a few hard instants this way.
+CLOCK_OFFSET_VARIABLE = "KB_TEST_CLOCK_OFFSET"
+TRAVELLER = pytest.StashKey[Any]()
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--start-at",
+        default=os.environ.get("KB_TEST_START_AT", ""),
+        help="start the suite's clock at this ISO 8601 instant (UTC if no zone is given)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    start_at = config.getoption("--start-at")
+    if not start_at:
+        return
+    try:
+        instant = datetime.fromisoformat(start_at)
+    except ValueError as error:
+        raise pytest.UsageError(f"--start-at {start_at!r}: not an ISO 8601 instant") from error
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    os.environ[CLOCK_OFFSET_VARIABLE] = str(instant.timestamp() - time.time())
+    traveller = time_machine.travel(instant, tick=True)
+    traveller.start()
+    config.stash[TRAVELLER] = traveller
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    traveller = config.stash.get(TRAVELLER, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+
+    lines = []
     if settings.SANDBOX_SHUFFLE_EVENTS:
-        return f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"
-    return "sandbox events in Stripe's usual order"
+        lines.append(
+            f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"
+        )
+    else:
+        lines.append("sandbox events in Stripe's usual order")
+    if start_at := config.getoption("--start-at"):
+        lines.append(f"clock started at {start_at} (replay: --start-at {start_at})")
+    return lines
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
