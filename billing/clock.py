@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from payments.gateway import get_gateway
+from payments.factory import get_gateway
 
 
 def billing_now() -> datetime:

@@ -4,7 +4,8 @@ from accounts.models import User
 from billing.models import BillingProfile
 from organizations.models import Membership, Organization
 from organizations.roles import Role
-from payments.gateway import PaymentMethod, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import PaymentMethod
 
 
 def saved_card(

@@ -10,7 +10,8 @@ from billing.models import BillingProfile
 from organizations.models import Organization
 from organizations.roles import Role
 from organizations.services import audit_record
-from payments.gateway import Address, CustomerDetails, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import Address, CustomerDetails
 from payments.tax_ids import TaxIdInvalid, tax_id_for
 
 logger = logging.getLogger(__name__)

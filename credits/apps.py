@@ -5,4 +5,5 @@ class CreditsConfig(AppConfig):
     name = "credits"
 
     def ready(self) -> None:
-        from credits import webhooks  # noqa: F401 - registers the webhook handlers
+        # Registers the webhook handlers, and the tasks that modules enqueue by name.
+        from credits import tasks, webhooks  # noqa: F401, PLC0415

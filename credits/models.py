@@ -242,7 +242,8 @@ class SpendVersion(models.Model):
 
 class Purchase(models.Model):
     """Credits bought with money. Credited once, by whichever arrives first: the synchronous
-    answer of the gateway or its webhook (the ledger key is "purchase:<id>")."""
+    answer of the gateway or its webhook (the ledger key is the purchase's id in the `purchase` or
+    `auto_topup` namespace)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"

@@ -60,7 +60,8 @@ from credits.rules import AUTO_TOPUP_MAX_PER_DAY, auto_topup_check
 from credits.spend import SpendContext, price_on, token_hash, token_use_due
 from organizations.models import Organization
 from organizations.services import audit_record
-from payments.gateway import Dispute, GatewayError, Invoice, Refund, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import Dispute, GatewayError, Invoice, Refund
 from payments.queue import enqueue_after_commit
 from payments.signals import invoice_fetched
 
@@ -710,8 +711,6 @@ def _awaiting_topup() -> Exists:
 def _auto_topup_claim(account_id: int) -> None:
     """Claim the account's one top-up slot; the claim is released when the top-up ends. None is
     claimed while a top-up waits for the payer's bank."""
-    from credits import tasks
-
     now = timezone.now()
     claimed = (
         CreditAccount.objects.filter(pk=account_id, auto_topup_enabled=True)
@@ -723,7 +722,7 @@ def _auto_topup_claim(account_id: int) -> None:
         .update(auto_topup_started_at=now)
     )
     if claimed:
-        enqueue_after_commit(tasks.auto_topup_run, account_id)
+        enqueue_after_commit("credits.tasks.auto_topup_run", account_id)
 
 
 def auto_topup_run(*, account_id: int) -> str:

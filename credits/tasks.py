@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from credits import services
+from credits.reconciliation import reconcile
 
 
 @shared_task
@@ -15,8 +16,6 @@ def auto_topup_sweep() -> int:
 
 @shared_task
 def reconciliation() -> dict[str, object]:
-    from credits.reconciliation import reconcile
-
     return reconcile()
 
 

@@ -11,7 +11,8 @@ from credits.services import (
     purchase_refund_record,
 )
 from payments.dispatch import handles
-from payments.gateway import get_gateway, object_id, parse_checkout_session, parse_invoice
+from payments.factory import get_gateway
+from payments.gateway import object_id, parse_checkout_session, parse_invoice
 from payments.models import WebhookEvent
 
 PURCHASE_KINDS = {Purchase.Kind.CREDIT_PURCHASE, Purchase.Kind.AUTO_TOPUP}

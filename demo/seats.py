@@ -5,7 +5,9 @@ import logging
 from billing.services import billing_profile_for, gateway_customer_ensure
 from organizations.models import Membership, Organization
 from organizations.roles import Role
-from payments.gateway import get_gateway
+from payments.factory import get_gateway
+from payments.sandbox import engine
+from payments.sandbox.models import SandboxCustomer
 from seats.models import SeatChange, SeatPlan, SeatSubscription
 from seats.plans import seat_plans_ensure
 from seats.selectors import occupied_seat_count
@@ -37,9 +39,6 @@ def seed_demo_seats(*, organization: Organization) -> None:
         if gateway.name != "sandbox":
             logger.warning("demo seats skipped: %s has no saved card", organization.name)
             return
-        from payments.sandbox import engine
-        from payments.sandbox.models import SandboxCustomer
-
         engine.payment_method_attach(
             customer=SandboxCustomer.objects.get(pk=customer_id),
             card=engine.Card(number="4242424242424242", exp_month=12, exp_year=2040, cvc="123"),

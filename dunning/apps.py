@@ -5,4 +5,4 @@ class DunningConfig(AppConfig):
     name = "dunning"
 
     def ready(self) -> None:
-        from dunning import receivers  # noqa: F401 - the lifecycle hears of every invoice change
+        from dunning import receivers  # noqa: F401, PLC0415 - the lifecycle hears of every invoice change

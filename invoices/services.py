@@ -22,7 +22,8 @@ from invoices.signals import invoice_changed
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
-from payments.gateway import CardError, GatewayError, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import CardError, GatewayError
 from seats import selectors as seat_selectors
 from seats.exceptions import PaymentFailed as SeatPaymentFailed
 from seats.models import SeatSubscription

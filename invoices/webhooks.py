@@ -1,7 +1,9 @@
 """invoice.* events: keep the local copy of each invoice current (and let the lifecycle react)."""
 
+from invoices.services import invoice_reversals_sync, invoice_sync
 from payments.dispatch import handles
-from payments.gateway import get_gateway, object_id, parse_invoice
+from payments.factory import get_gateway
+from payments.gateway import object_id, parse_invoice
 from payments.models import WebhookEvent
 
 
@@ -19,8 +21,6 @@ from payments.models import WebhookEvent
 def invoice_event(event: WebhookEvent) -> None:
     """Idempotent and order-tolerant: the event's `created` with the invoice's own progress
     (status, attempts) decides whether it is newer than the stored copy."""
-    from invoices.services import invoice_sync
-
     invoice_sync(invoice=parse_invoice(event.object), observed_at=event.created)
 
 
@@ -28,8 +28,6 @@ def invoice_event(event: WebhookEvent) -> None:
 def refund_changed(event: WebhookEvent) -> None:
     """The invoice a refunded payment paid shows how much went back (all its refunds, read
     again from the gateway)."""
-    from invoices.services import invoice_reversals_sync
-
     payment_intent = object_id(event.object.get("payment_intent"))
     if not payment_intent:
         return
@@ -52,8 +50,6 @@ def refund_changed(event: WebhookEvent) -> None:
 )
 def dispute_changed(event: WebhookEvent) -> None:
     """The invoice shows its dispute as the gateway has it now; one lost is owed again."""
-    from invoices.services import invoice_reversals_sync
-
     gateway = get_gateway()
     dispute = gateway.dispute_retrieve(dispute_id=str(event.object.get("id") or ""))
     invoice_id = gateway.payment_invoice_id(payment_intent=dispute.payment_intent)

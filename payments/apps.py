@@ -6,4 +6,5 @@ class PaymentsConfig(AppConfig):
     label = "payments"
 
     def ready(self) -> None:
-        from payments import checks  # noqa: F401 - registers the deploy check
+        # Registers the deploy check, and the tasks that modules enqueue by name.
+        from payments import checks, tasks  # noqa: F401, PLC0415

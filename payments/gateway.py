@@ -13,11 +13,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
 PLAN_INTERVAL = "month"
 
@@ -507,28 +503,6 @@ class BillingGateway(abc.ABC):
 
     @abc.abstractmethod
     def dispute_retrieve(self, *, dispute_id: str) -> Dispute: ...
-
-
-@cache
-def _stripe_gateway(secret_key: str) -> BillingGateway:
-    from payments.stripe_gateway import StripeGateway
-
-    return StripeGateway(api_key=secret_key)
-
-
-def get_gateway() -> BillingGateway:
-    """The gateway BILLING_GATEWAY names: "stripe" (with STRIPE_SECRET_KEY) or "sandbox". The
-    settings choose it once (config/settings.py); an unknown name is refused, never the sandbox."""
-    choice = settings.BILLING_GATEWAY
-    if choice == "stripe":
-        if not settings.STRIPE_SECRET_KEY:
-            raise ImproperlyConfigured("BILLING_GATEWAY=stripe: set STRIPE_SECRET_KEY.")
-        return _stripe_gateway(settings.STRIPE_SECRET_KEY)
-    if choice == "sandbox":
-        from payments.sandbox.gateway import SandboxGateway
-
-        return SandboxGateway()
-    raise ImproperlyConfigured(f"BILLING_GATEWAY={choice!r}: use stripe or sandbox.")
 
 
 # Parsers: Stripe-shaped dicts (API answers, webhook payloads, sandbox objects) into records.

@@ -4,6 +4,7 @@ Staff edit them in the admin; to retire one, untick "is active" (a deleted one c
 
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.apps.registry import Apps
 from django.db import DEFAULT_DB_ALIAS
 
@@ -31,8 +32,6 @@ def seat_plans_ensure(
     """Create the starting plans that are missing; never touches existing ones. Also the
     post_migrate receiver (hence `apps`, the migration state's registry, and `**kwargs`)."""
     if apps is None:
-        from django.apps import apps as global_apps
-
         apps = global_apps
     try:
         seat_plan = apps.get_model("seats", "SeatPlan")

@@ -13,7 +13,8 @@ from django.db.models import Q, QuerySet
 from billing.clock import billing_now
 from billing.selectors import saved_card
 from organizations.models import Invitation, Membership, Organization
-from payments.gateway import PaymentMethod, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import PaymentMethod
 from seats.exceptions import NoSeatSubscription, SeatError
 from seats.models import MAX_SEATS, SEAT_ROLES, SeatChange, SeatPlan, SeatSubscription
 

@@ -36,13 +36,8 @@ from billing.services import billing_currency_lock, billing_profile_for, gateway
 from billing.templatetags.money import cents
 from organizations.models import Organization
 from organizations.services import audit_record
-from payments.gateway import (
-    CardError,
-    GatewayError,
-    Invoice,
-    Subscription,
-    get_gateway,
-)
+from payments.factory import get_gateway
+from payments.gateway import CardError, GatewayError, Invoice, Subscription
 from payments.signals import invoice_fetched
 from seats.exceptions import (
     AuthenticationRequired,

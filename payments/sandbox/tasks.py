@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from payments.gateway import get_gateway
+from payments.factory import get_gateway
 from payments.sandbox import delivery, engine
 
 

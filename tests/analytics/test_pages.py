@@ -4,6 +4,7 @@ charts, tables and the CSV export."""
 import csv
 import io
 from datetime import date
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -30,7 +31,6 @@ def csv_url(world: World, **params: str) -> str:
 
 
 def _with(url: str, params: dict[str, str]) -> str:
-    from urllib.parse import urlencode
 
     return f"{url}?{urlencode(params)}" if params else url
 

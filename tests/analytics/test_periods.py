@@ -16,6 +16,7 @@ from analytics.periods import (
     week_last,
     week_start,
 )
+from analytics.templatetags.usage_money import dollars
 
 
 @pytest.mark.parametrize(
@@ -136,7 +137,6 @@ def test_a_project_keeps_its_spaces() -> None:
 def test_spend_is_shown_to_the_cent_and_small_amounts_in_full(
     microdollars: int, shown: str
 ) -> None:
-    from analytics.templatetags.usage_money import dollars
 
     assert dollars(microdollars) == shown
 

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.defaults import server_error
 
 from credits.services import account_for, credits_purchase
-from payments.gateway import get_gateway
+from payments.factory import get_gateway
 from payments.sandbox.gateway import SandboxGateway
 from payments.stripe_gateway import StripeGateway
 from tests.conftest import World, client_for

@@ -9,6 +9,7 @@ from billing.services import billing_profile_for, gateway_customer_ensure
 from credits.models import CreditAccount, LedgerEntry, Purchase
 from credits.services import account_for
 from organizations.models import AuditEvent
+from payments import dispatch
 from payments.models import WebhookEvent
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxCustomer, SandboxEvent
@@ -60,7 +61,6 @@ def test_the_webhook_delivered_twice_credits_nothing_more(world: World) -> None:
     settle()
     paid = WebhookEvent.objects.get(type="invoice.paid")
     assert paid.status == "processed"
-    from payments import dispatch
 
     dispatch.webhook_event_replay(event=paid)
     account = account_for(organization=world.org)

@@ -21,12 +21,14 @@ from invoices.models import Invoice
 from organizations.models import AuditEvent
 from payments import dispatch
 from payments.models import WebhookEvent
+from payments.sandbox import engine, objects
 from payments.sandbox.models import SandboxEvent, SandboxRefund
 from tests.conftest import World, client_for, settle
 from tests.credits.conftest import seat_everyone, spend_exactly
 from tests.credits.test_api import api, spend
 from tests.credits.test_purchases import confirm, save_card
 from tests.factories import UserFactory
+from tests.invoices.test_sync import post_event
 
 pytestmark = pytest.mark.django_db
 
@@ -233,7 +235,6 @@ def test_dispute_events_in_any_order_lead_to_the_same_entries(world: World) -> N
         SandboxEvent.objects.filter(type__startswith="charge.dispute").order_by("-delivery_order")
     )
     SandboxEvent.objects.filter(type__startswith="charge.dispute").update(delivered_at=None)
-    from tests.invoices.test_sync import post_event
 
     for event in events + events:
         assert post_event(event.payload) == 200
@@ -253,7 +254,6 @@ def test_a_refund_that_fails_gives_the_credits_back(world: World) -> None:
     refund = SandboxRefund.objects.get()
     refund.status = "failed"
     refund.save()
-    from payments.sandbox import engine, objects
 
     with engine.action():
         engine.emit("refund.failed", objects.refund_json(refund))

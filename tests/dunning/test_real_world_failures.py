@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -202,7 +203,6 @@ def test_a_renewal_unpaid_for_a_week_starts_grace(world: World, step: Step) -> N
 
 
 def test_the_week_overdue_sweep_reads_its_partial_index(world: World) -> None:
-    from django.db import connection
 
     overdue = Invoice.objects.filter(
         kind=Invoice.Kind.SEAT_SUBSCRIPTION,

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from dunning import sweeps
+from dunning import lifecycle, sweeps
 from dunning.wording import duration_text
 from organizations.models import Organization
 from tests.conftest import World, client_for
@@ -124,7 +124,6 @@ def test_staff_may_choose_to_start_the_countdown(
 
 
 def test_a_suspension_for_non_payment_still_counts_down(world: World) -> None:
-    from dunning import lifecycle
 
     Organization.objects.filter(pk=world.org.pk).update(
         billing_state=State.GRACE, grace_ends_at=timezone.now() - timedelta(minutes=1)

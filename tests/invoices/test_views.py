@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,7 +21,13 @@ from dunning import lifecycle
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
 from organizations.roles import Role
-from payments.sandbox.models import SandboxCustomer, SandboxEvent
+from payments.sandbox import engine
+from payments.sandbox.models import (
+    SandboxCustomer,
+    SandboxEvent,
+    SandboxInvoice,
+    SandboxSubscription,
+)
 from tests.conftest import World, client_for
 from tests.factories import MembershipFactory
 from tests.invoices.conftest import Step, card_use, customer_of, subscribe
@@ -202,8 +209,6 @@ def test_the_list_takes_the_same_number_of_queries_for_5_or_50_invoices(
     for n in range(5):
         make_invoice(world.org, n)
     client.get(url("org_invoices", world))
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as few:
         client.get(url("org_invoices", world))
@@ -348,8 +353,6 @@ def renewal_failed(world: World, step: Step, *, attempts: int) -> SandboxCustome
     customer = customer_of(world.org)
     step(lambda: subscribe(customer, world.org))
     card_use(customer, FAILS_ON_CHARGE)
-    from payments.sandbox import engine
-    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 
     step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
     draft = SandboxInvoice.objects.get(status="draft")
@@ -497,8 +500,6 @@ def test_after_one_failed_renewal_the_email_link_offers_the_overdue_invoice(
     customer = customer_of(world.org)
     step(lambda: subscribe(customer, world.org))
     card_use(customer, FAILS_ON_CHARGE)
-    from payments.sandbox import engine
-    from payments.sandbox.models import SandboxInvoice, SandboxSubscription
 
     step(lambda: engine.subscription_renew(SandboxSubscription.objects.get()))
     draft = SandboxInvoice.objects.get(status="draft")

@@ -2,6 +2,7 @@
 saved card, refunds, disputes, pending updates that expire, the end of retries, the extra events
 and their order. Each behaviour names the Stripe page it follows."""
 
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -565,9 +567,6 @@ def test_the_authentication_page_answers_absurd_ids_without_a_500(payment_id: st
 
 @pytest.mark.django_db(transaction=True)
 def test_32_answers_to_one_authentication_pay_once() -> None:
-    import threading
-
-    from django.db import connection
 
     record = customer(AUTHENTICATION)
     result = charge(record)

@@ -10,12 +10,14 @@ from django.core import mail
 from django.urls import reverse
 
 from organizations.models import AuditEvent
+from payments.sandbox import engine
+from payments.sandbox import services as sandbox_services
 from payments.sandbox.models import SandboxInvoice, SandboxPrice, SandboxSubscription
 from seats import selectors, services
 from seats.exceptions import PaymentFailed, SeatError, StalePreview
 from seats.models import SeatChange, SeatReceipt, SeatSubscription
 from tests.conftest import World, client_for, settle
-from tests.payments.sandbox_helpers import FAILS_ON_CHARGE
+from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
 from tests.seats.conftest import PERIOD_END, START, buy, save_card, terms_of
 
 ADD_URL = "org_seats_add"
@@ -225,8 +227,6 @@ def test_a_declined_charge_changes_nothing_until_the_invoice_is_paid(
         tab = client_for(world.owner).get(reverse("org_seats", args=[world.org.pk]))
         assert "waiting for its invoice to be paid" in tab.content.decode()
     # Paying the open invoice with a good card brings the seats (and the receipt) at last.
-    from payments.sandbox import services as sandbox_services
-    from tests.payments.sandbox_helpers import GOOD
 
     mail.outbox.clear()
     with time_machine.travel(START + timedelta(days=10, hours=2), tick=False):
@@ -245,7 +245,6 @@ def test_a_declined_charge_changes_nothing_until_the_invoice_is_paid(
 
 
 def test_an_unpaid_addition_lapses(world: World) -> None:
-    from payments.sandbox import engine
 
     with time_machine.travel(START, tick=False):
         buy(world.org, world.owner, seats=5)
@@ -278,7 +277,6 @@ def test_a_price_change_since_the_preview_is_shown_again_before_charging(world: 
 
 
 def test_a_period_change_since_the_preview_is_shown_again_on_the_page(world: World) -> None:
-    from payments.sandbox import engine
 
     with time_machine.travel(START, tick=False):
         buy(world.org, world.owner, seats=5)

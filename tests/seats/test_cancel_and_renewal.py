@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from organizations import services as team
 from organizations.exceptions import InvitationUnusable
-from organizations.models import AuditEvent, Membership
+from organizations.models import AuditEvent, Invitation, Membership
 from organizations.roles import Role
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxInvoice, SandboxSubscription
@@ -134,7 +134,6 @@ def test_an_invitation_accepted_after_the_seats_ended_is_refused(world: World) -
             actor=world.owner, membership=owner, email="late@acme.test", role=Role.MEMBER
         )
         client_for(world.owner).post(reverse("org_seats_cancel", args=[world.org.pk]))
-    from organizations.models import Invitation
 
     invitation = Invitation.objects.get(email="late@acme.test")
     token = "late-token"

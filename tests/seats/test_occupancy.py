@@ -13,7 +13,7 @@ from seats import selectors
 from seats.models import SeatSubscription
 from tests.conftest import World, client_for
 from tests.factories import InvitationFactory, MembershipFactory, UserFactory
-from tests.seats.conftest import buy
+from tests.seats.conftest import buy, give_seats
 
 
 @pytest.fixture
@@ -129,7 +129,6 @@ def test_seats_being_removed_are_not_available(world: World) -> None:
 
 
 def test_give_seats_is_enough_for_member_has_seat(world: World) -> None:
-    from tests.seats.conftest import give_seats
 
     membership = Membership.objects.get(user=world.member)
     assert not selectors.member_has_seat(membership=membership)

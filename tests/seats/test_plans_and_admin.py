@@ -1,12 +1,18 @@
 """Plans are data: seeded by a migration, edited in the admin; a new price applies to new
 purchases while running subscriptions keep theirs. Staff can resync a subscription."""
 
+from datetime import timedelta
+from importlib import import_module
+
 import pytest
+import time_machine
+from django.apps import apps
+from django.core.management.sql import emit_post_migrate_signal
 from django.urls import reverse
 
 from payments.sandbox.models import SandboxPrice, SandboxSubscription
 from seats import services
-from seats.models import SeatPlan, SeatSubscription
+from seats.models import SeatChange, SeatPlan, SeatSubscription
 from tests.conftest import World, client_for
 from tests.factories import UserFactory
 from tests.seats.conftest import buy
@@ -18,9 +24,6 @@ def staff(db: None):  # type: ignore[no-untyped-def]
 
 
 def test_the_migration_seeds_teams_and_enterprise(db: None) -> None:
-    from importlib import import_module
-
-    from django.apps import apps
 
     SeatPlan.objects.all().delete()
     import_module("seats.migrations.0002_seat_plans").seed_plans(apps, None)
@@ -29,7 +32,6 @@ def test_the_migration_seeds_teams_and_enterprise(db: None) -> None:
 
 
 def test_missing_plans_come_back_after_migrate_or_a_flush_but_edits_stay(db: None) -> None:
-    from django.core.management.sql import emit_post_migrate_signal
 
     SeatPlan.objects.filter(code="enterprise").delete()
     SeatPlan.objects.filter(code="teams").update(unit_amount=1900, is_active=False)
@@ -88,11 +90,6 @@ def test_staff_resync_a_subscription_from_the_gateway(world: World, staff) -> No
 
 
 def test_the_daily_resync_settles_an_interrupted_removal(world: World) -> None:
-    from datetime import timedelta
-
-    import time_machine
-
-    from seats.models import SeatChange
 
     subscription = buy(world.org, world.owner, seats=6)
     # A removal that died after holding back its seats and before asking the gateway.
@@ -114,11 +111,6 @@ def test_the_daily_resync_settles_an_interrupted_removal(world: World) -> None:
 
 
 def test_the_daily_resync_fails_an_addition_interrupted_an_hour_ago(world: World) -> None:
-    from datetime import timedelta
-
-    import time_machine
-
-    from seats.models import SeatChange
 
     subscription = buy(world.org, world.owner, seats=3)
     SeatChange.objects.create(

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from organizations.models import AuditEvent
 from payments.sandbox import services as sandbox_services
-from payments.sandbox.models import SandboxInvoice, SandboxSubscription
+from payments.sandbox.models import SandboxInvoice, SandboxPrice, SandboxSubscription
 from seats.models import SeatChange, SeatReceipt, SeatSubscription
 from tests.conftest import World, client_for, settle
 from tests.payments.sandbox_helpers import FAILS_ON_CHARGE, GOOD
@@ -167,7 +167,6 @@ def test_a_return_with_another_organizations_session_changes_nothing(world: Worl
 
 @pytest.mark.parametrize("plan", ["teams", "enterprise"])
 def test_plans_become_gateway_prices_on_first_use(world: World, plan: str) -> None:
-    from payments.sandbox.models import SandboxPrice
 
     save_card(world.org)
     confirm(world, plan=plan)

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from billing.services import billing_profile_for
 from organizations.models import AuditEvent
-from payments.gateway import get_gateway
+from payments.factory import get_gateway
 from payments.sandbox import engine, objects
 from payments.sandbox import services as sandbox_services
 from payments.sandbox.models import SandboxInvoice, SandboxSubscription

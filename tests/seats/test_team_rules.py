@@ -8,11 +8,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from organizations import services as team
+from organizations.exceptions import TeamRuleError
 from organizations.models import Invitation, Membership
 from organizations.roles import Role
 from seats.exceptions import NoEmptySeat
+from seats.selectors import member_has_seat
 from tests.conftest import World, client_for
-from tests.factories import InvitationFactory
+from tests.factories import InvitationFactory, UserFactory
 from tests.seats.conftest import buy
 
 
@@ -112,18 +114,15 @@ def test_a_pending_invitation_keeps_its_seat_through_acceptance(world: World) ->
     invitation = invite(world, "joiner@acme.test")
     token = "joiner-token"
     Invitation.objects.filter(pk=invitation.pk).update(token_hash=team.hash_token(token))
-    from tests.factories import UserFactory
 
     user = UserFactory(email="joiner@acme.test")
     membership = team.invitation_accept(user=user, token=token)
     assert membership.role == Role.MEMBER
-    from seats.selectors import member_has_seat
 
     assert member_has_seat(membership=membership)
 
 
 def test_a_repeated_invitation_is_reported_as_such_even_when_full(world: World) -> None:
-    from organizations.exceptions import TeamRuleError
 
     buy(world.org, world.owner, seats=4)
     invite(world, "again@acme.test")

@@ -4,15 +4,18 @@ each handler re-fetches the subscription, so an old event never brings back an o
 import json
 import re
 import uuid
+from datetime import timedelta
 
+import time_machine
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
 from organizations.models import AuditEvent
 from payments import dispatch
+from payments.factory import get_gateway
 from payments.models import WebhookEvent
-from payments.sandbox import delivery
+from payments.sandbox import delivery, engine
 from payments.sandbox import services as sandbox_services
 from payments.sandbox.models import SandboxEvent
 from payments.signing import signature_header
@@ -87,7 +90,6 @@ def test_subscriptions_that_are_not_seats_are_ignored(world: World) -> None:
 
 
 def test_a_change_made_at_the_gateway_is_mirrored(world: World) -> None:
-    from payments.gateway import get_gateway
 
     buy(world.org, world.owner, seats=5)
     subscription = SeatSubscription.objects.get(organization=world.org)
@@ -103,11 +105,6 @@ def test_a_change_made_at_the_gateway_is_mirrored(world: World) -> None:
 
 
 def test_an_expired_checkout_fails_its_purchase(world: World) -> None:
-    from datetime import timedelta
-
-    import time_machine
-
-    from payments.sandbox import engine
 
     client_for(world.owner).post(
         reverse("org_seats_buy", args=[world.org.pk]),

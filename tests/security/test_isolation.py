@@ -27,12 +27,13 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.models import User
 from credits.ledger import usage_debit
 from credits.models import ApiToken, LedgerEntry, Purchase
-from credits.services import account_for
+from credits.services import account_for, api_token_create
 from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
 from tests.conftest import client_for
 from tests.credits.conftest import fund
+from tests.factories import UserFactory
 from tests.security.conftest import ROLES, Tenant, Tenants, closed_organization_of, state_of
 
 P = Permission
@@ -580,9 +581,6 @@ def spend(client: Client, request_id: str) -> HttpResponse:
 
 def _member_of_both(tenants: Tenants) -> User:
     """Someone in both organizations, who has spent in each and personally."""
-    from credits.services import api_token_create
-    from tests.credits.conftest import fund
-    from tests.factories import UserFactory
 
     both = UserFactory(email="both@example.test")
     accounts = {}

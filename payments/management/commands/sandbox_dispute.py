@@ -3,7 +3,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from payments.gateway import GatewayError, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import GatewayError
 from payments.management.commands.sandbox_refund import invoice_by_number
 from payments.sandbox import engine
 

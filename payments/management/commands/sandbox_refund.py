@@ -4,7 +4,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from payments.gateway import GatewayError, get_gateway
+from payments.factory import get_gateway
+from payments.gateway import GatewayError
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxInvoice
 
