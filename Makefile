@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DEBUG ?= 1
 export DJANGO_SETTINGS_MODULE ?= config.settings
 
-.PHONY: run serve test bootstrap services chromium lint typecheck check lock bench clean
+.PHONY: run serve test bootstrap services chromium lint typecheck migrations check lock bench clean
 
 # .venv gets the dev lock: the app's dependencies and the dev extra's tests and tools. The
 # production image installs requirements.lock alone (Dockerfile).
@@ -67,7 +67,13 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy .
 
-check: lint typecheck test
+# Every model change has its migration. The database must answer: makemigrations checks the
+# applied history against it (and waits out the pool's timeout when it cannot connect).
+migrations: services
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# The fast checks; .ci/run runs them, then `make test`.
+check: lint typecheck migrations
 
 # Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones
 # (BENCH_DATABASE and BENCH_REDIS_URL change them); figures printed and written to
