@@ -72,7 +72,7 @@ typecheck: $(BIN)/.installed
 migrations: services
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-# The fast checks; .ci/run runs them, then `make test`.
+# The fast checks (pre-commit runs them before each commit); .ci/run runs them, then `make test`.
 check: lint typecheck migrations
 
 # Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones
