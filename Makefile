@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 export DEBUG ?= 1
 export DJANGO_SETTINGS_MODULE ?= config.settings
 
-.PHONY: run serve test bootstrap services chromium lint typecheck check bench clean
+.PHONY: run serve test bootstrap services chromium lint typecheck migrations check lock bench clean
 
-$(BIN)/.installed: requirements.lock
+# .venv gets the dev lock: the app's dependencies and the dev extra's tests and tools. The
+# production image installs requirements.lock alone (Dockerfile).
+$(BIN)/.installed: requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@
 
 services: $(BIN)/.installed
@@ -65,7 +67,13 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy .
 
-check: lint typecheck test
+# Every model change has its migration. The database must answer: makemigrations checks the
+# applied history against it (and waits out the pool's timeout when it cannot connect).
+migrations: services
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# The fast checks (pre-commit runs them before each commit); .ci/run runs them, then `make test`.
+check: lint typecheck migrations
 
 # Benchmarks (bench/README.md) on their own database and Redis DB, never the dev or test ones
 # (BENCH_DATABASE and BENCH_REDIS_URL change them); figures printed and written to
@@ -86,8 +94,18 @@ bench: bootstrap
 	DEBUG=1 $(BIN)/python bench/load.py
 	if [ -f bench/dunning_sweep.py ]; then DEBUG=1 $(BIN)/python bench/dunning_sweep.py; fi
 
+# Two locks from pyproject.toml, with hashes: requirements-dev.lock (the app and the dev extra) and
+# requirements.lock (the app alone), held to the dev lock's versions so that the tests run what
+# production runs. uv keeps the versions already in each lock unless asked (`make lock
+# UV_ARGS=--upgrade`, or `--upgrade-package NAME`), and reads its index from its own settings
+# (UV_INDEX_URL, UV_EXTRA_INDEX_URL, uv.toml). uv goes into .venv when missing.
+UV_COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml \
+	--python-version 3.11 --generate-hashes --quiet $(UV_ARGS)
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/pip install --quiet uv; }
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
+	$(UV_COMPILE) --constraint requirements-dev.lock -o requirements.lock
 
 clean:
 	rm -rf $(VENV) staticfiles .celerybeat-schedule*
