@@ -50,6 +50,16 @@ SHUFFLE_SEED ?= $(shell date +%s)
 # The tests clear the cache (and so their Redis DB) before each test: their own DB, so that a
 # `make test` beside `make run` leaves its cache, rate limits and Celery queue alone.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+# Then the clock-sensitive suites (the sandbox's renewals and retries, seats, the lifecycle,
+# invoices, monthly budgets and caps, usage periods) run again starting at hard instants of the
+# calendar: the last half hour of a 31-day month, 28 February of a common year, 29 February of a
+# leap year, 31 December. Each is printed; `make test PYTEST_ARGS="--start-at <instant> <suite>"`
+# replays one (KB_TEST_START_AT starts a whole run at an instant).
+CLOCK_SUITES := tests/payments/test_sandbox.py tests/payments/test_sandbox_stripe_paths.py \
+	tests/seats tests/dunning tests/invoices tests/credits/test_budgets.py \
+	tests/credits/test_daily_limit.py tests/credits/test_holds.py tests/analytics
+CLOCK_INSTANTS := 2027-01-31T23:30:00Z 2027-02-28T23:30:00Z 2028-02-29T23:30:00Z \
+	2026-12-31T23:30:00Z
 test: export REDIS_URL := $(TEST_REDIS_URL)
 test: bootstrap chromium
 	$(BIN)/python -m pytest --create-db $(PYTEST_ARGS); status=$$?; \
@@ -57,7 +67,11 @@ test: bootstrap chromium
 	if [ $$status -ne 0 ] || [ -n "$(PYTEST_ARGS)" ]; then exit $$status; fi; \
 	echo "Again with shuffled events: SANDBOX_SHUFFLE_SEED=$(SHUFFLE_SEED) $(SHUFFLED_SUITES)"; \
 	SANDBOX_SHUFFLE_EVENTS=1 SANDBOX_SHUFFLE_SEED=$(SHUFFLE_SEED) \
-		$(BIN)/python -m pytest --create-db -q $(SHUFFLED_SUITES)
+		$(BIN)/python -m pytest -q $(SHUFFLED_SUITES) || exit 1; \
+	for instant in $(CLOCK_INSTANTS); do \
+	  echo "Again starting at $$instant: the clock-sensitive suites"; \
+	  $(BIN)/python -m pytest -q --start-at $$instant $(CLOCK_SUITES) || exit 1; \
+	done
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
