@@ -47,3 +47,11 @@ def checkout_completed(event: WebhookEvent) -> None:
 @handles("checkout.session.expired")
 def checkout_expired(event: WebhookEvent) -> None:
     services.seats_checkout_expired(session_id=parse_checkout_session(event.object).id)
+
+
+@handles("customer.deleted")
+def customer_deleted(event: WebhookEvent) -> None:
+    """Its subscriptions were cancelled with it: the seats end (billing forgets the customer)."""
+    customer_id = str(event.object.get("id") or "")
+    if customer_id:
+        services.seats_customer_deleted(customer_id=customer_id)
