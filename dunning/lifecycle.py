@@ -310,7 +310,7 @@ def _finalization_failed(organization: Organization, invoice: Invoice) -> None:
     organization.refresh_from_db()
     email_lifecycle(
         organization,
-        f"Invoice {invoice.display_number} for {organization.name} could not be issued",
+        f"A seat invoice for {organization.name} could not be issued",
         "billing_finalization_failed.txt",
         invoice=invoice,
         grace_started=grace is not None,

@@ -30,7 +30,7 @@ from payments.gateway import CardError, GatewayError
 from seats import selectors as seat_selectors
 from seats.exceptions import PaymentFailed as SeatPaymentFailed
 from seats.models import SeatSubscription
-from seats.services import seats_restart
+from seats.services import seat_subscription_refresh, seats_restart
 
 logger = logging.getLogger(__name__)
 
@@ -562,6 +562,21 @@ def _pay_now_lock(organization_id: UUID) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_PAY_NOW_LOCK_NAMESPACE, key])
 
 
+def _seats_refresh(organization: Organization, result: PayNowResult) -> None:
+    """Seats on hold come back in this request, not when the webhook arrives: paying the most
+    recent invoice made the gateway's subscription active again."""
+    row = seat_selectors.seat_subscription(organization=organization)
+    if row is None or not row.on_hold:
+        return
+    if any(
+        invoice.gateway_subscription_id == row.gateway_subscription_id for invoice in result.paid
+    ):
+        try:
+            seat_subscription_refresh(subscription_id=row.gateway_subscription_id)
+        except GatewayError:
+            logger.warning("could not refresh %s", row.gateway_subscription_id, exc_info=True)
+
+
 def _pay_now(*, actor: User, organization: Organization, return_url: str) -> PayNowResult:
     plan = pay_now_plan(organization=organization)
     if not plan.to_pay and not plan.to_repay and plan.restart is None:
@@ -587,6 +602,7 @@ def _pay_now(*, actor: User, organization: Organization, return_url: str) -> Pay
                     invoice_sync(invoice=get_gateway().invoice_void(invoice_id=invoice.gateway_id))
                 except GatewayError:
                     logger.warning("could not void %s", invoice.gateway_id, exc_info=True)
+    _seats_refresh(organization, result)
     organization.refresh_from_db()
     result.restored = was != organization.billing_state == Organization.BillingState.ACTIVE
     if not (
