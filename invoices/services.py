@@ -162,9 +162,13 @@ def _failure_fields(
 
 
 def _held_draft(invoice: gateway.Invoice) -> bool:
-    """A draft the gateway will not finalize and charge by itself (see selectors.OVERDUE_DRAFT)."""
-    return invoice.status == Invoice.Status.DRAFT and (
-        not invoice.auto_advance or bool(invoice.finalization_error_code)
+    """A seat draft the gateway will not finalize and charge by itself (see
+    selectors.OVERDUE_DRAFT). One-off drafts (Stripe makes them with auto_advance off and
+    finalizes them in the same request) are not owed as drafts."""
+    return (
+        invoice.status == Invoice.Status.DRAFT
+        and invoice_kind(invoice) in selectors.LIFECYCLE_KINDS
+        and (not invoice.auto_advance or bool(invoice.finalization_error_code))
     )
 
 

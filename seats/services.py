@@ -328,14 +328,15 @@ def seats_customer_deleted(*, customer_id: str) -> list[SeatSubscription]:
         except GatewayError as error:
             if not error.missing:
                 raise
-            row = _seat_subscription_end_here(subscription_id=subscription_id)
+            row = seat_subscription_gone(subscription_id=subscription_id)
         if row is not None and row.has_ended:
             ended.append(row)
     return ended
 
 
-def _seat_subscription_end_here(*, subscription_id: str) -> SeatSubscription | None:
-    """End a seat subscription the gateway no longer has (its customer deleted), once."""
+def seat_subscription_gone(*, subscription_id: str) -> SeatSubscription | None:
+    """End a seat subscription the gateway no longer has (its customer deleted: Stripe may answer
+    resource_missing for it), once: status canceled, the seats 0, audited and told."""
     with transaction.atomic():
         row = (
             SeatSubscription.objects.select_for_update()

@@ -19,6 +19,8 @@ from django.urls import reverse
 from billing.models import BillingProfile
 from credits.services import account_for, credits_purchase
 from organizations.models import AuditEvent
+from payments.gateway import RESOURCE_MISSING, GatewayError
+from payments.sandbox.gateway import SandboxGateway
 from payments.sandbox.models import SandboxCustomer, SandboxSubscription
 from seats import services as seat_services
 from seats.models import SeatPlan, SeatSubscription
@@ -157,3 +159,26 @@ def test_the_command_says_what_it_did(world: World, step: Step) -> None:
     assert f"Customer {customer.id} of Acme Robotics deleted" in out.getvalue()
     assert subscription.id in out.getvalue()
     assert SandboxCustomer.objects.get(pk=customer.id).deleted_at == T0
+
+
+def test_subscriptions_the_gateway_no_longer_has_end_here_once(
+    world: World, step: Step, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the gateway answer resource_missing for the deleted customer's subscription too,
+    customer.deleted and customer.subscription.deleted still end the seats, once."""
+    with time_machine.travel(T0, tick=False) as traveller:
+        with_seats(world, step)
+        events = delete_in_the_dashboard(world)
+
+        def gone(self: SandboxGateway, *, subscription_id: str) -> Any:
+            raise GatewayError(
+                f"No such subscription: '{subscription_id}'", code=RESOURCE_MISSING, http_status=404
+            )
+
+        monkeypatch.setattr(SandboxGateway, "subscription_retrieve", gone)
+        traveller.move_to(T0 + timedelta(days=1))
+        step(lambda: deliver_badly(events))
+    seats = SeatSubscription.objects.get(organization=world.org)
+    assert (seats.status, seats.seats) == ("canceled", 0)
+    assert subjects().count(ENDED) == 1
+    assert AuditEvent.objects.filter(action="seats.end").count() == 1
