@@ -197,9 +197,9 @@ class Invoice:
     metadata: dict[str, str]
     created: datetime
     paid_at: datetime | None
-    # False when the provider will not finalize and charge a draft by itself: Stripe leaves the
+    # False for a draft the provider will not finalize and charge by itself: Stripe leaves the
     # renewals of an unpaid subscription so (https://docs.stripe.com/billing/subscriptions/
-    # overview#unpaid).
+    # overview#unpaid). True for any invoice that is not a draft.
     auto_advance: bool = True
     # Why the provider could not finalize the draft (its `last_finalization_error`), if it
     # could not: https://docs.stripe.com/api/invoices/object#invoice_object-last_finalization_error
@@ -607,7 +607,9 @@ def parse_invoice(data: dict[str, Any]) -> Invoice:
         metadata=dict(data.get("metadata") or {}),
         created=_ts(data.get("created")) or datetime.now(tz=UTC),
         paid_at=_ts(transitions.get("paid_at")),
-        auto_advance=data.get("auto_advance") is not False,
+        # Read for drafts only, where it says whether the gateway finalizes and charges the
+        # invoice by itself; Stripe turns it off on invoices it has done with, which says nothing.
+        auto_advance=data.get("status") != "draft" or data.get("auto_advance") is not False,
         finalization_error_code=str(
             finalization_error.get("code") or finalization_error.get("type") or ""
         )[:60],

@@ -46,7 +46,7 @@ def test_it_finalizes_a_draft_without_automatic_collection_and_reads_what_it_say
     fake.answer(held_draft())
     fake.answer({**invoice_json(status="open"), "auto_advance": False})
     finalized = gateway.invoice_finalize(invoice_id=INVOICE)
-    assert finalized.status == "open"
+    assert (finalized.status, finalized.auto_advance) == ("open", True)  # read for drafts only
     assert [(sent.method, sent.path) for sent in fake.sent] == [
         ("get", f"/v1/invoices/{INVOICE}"),
         ("get", f"/v1/invoices/{INVOICE}"),
