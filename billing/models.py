@@ -25,6 +25,10 @@ class BillingProfile(models.Model):
         related_name="billing_profile",
     )
     gateway_customer_id = models.CharField(max_length=80, blank=True, db_index=True)
+    # The customer deleted at the gateway (its dashboard) that this profile forgot last: the
+    # next customer is created under a new idempotency key, and late events of the old one are
+    # recognised (billing.services.gateway_customer_forget).
+    former_gateway_customer_id = models.CharField(max_length=80, blank=True)
     company_name = models.CharField(max_length=200, blank=True)
     billing_email = models.EmailField(blank=True)
     address_line1 = models.CharField(max_length=200, blank=True)

@@ -5,7 +5,7 @@ from billing.models import BillingProfile
 from organizations.models import Membership, Organization
 from organizations.roles import Role
 from payments.factory import get_gateway
-from payments.gateway import PaymentMethod
+from payments.gateway import GatewayError, PaymentMethod
 
 
 def saved_card(
@@ -21,7 +21,14 @@ def saved_card(
     customer_id = profiles.values_list("gateway_customer_id", flat=True).first()
     if not customer_id:
         return None
-    return get_gateway().payment_method_default(customer_id=customer_id)
+    try:
+        return get_gateway().payment_method_default(customer_id=customer_id)
+    except GatewayError as error:
+        if error.missing:
+            # Deleted at the gateway, its cards with it; customer.deleted (or the next purchase,
+            # billing.services.gateway_customer_with_card) makes the profile forget it.
+            return None
+        raise
 
 
 def billing_email(organization: Organization) -> str:

@@ -18,7 +18,12 @@ from billing.exceptions import CurrencyMismatch
 from billing.models import BillingProfile
 from billing.notify import email_after_commit
 from billing.selectors import billing_contacts, billing_email
-from billing.services import billing_currency_lock, billing_profile_for, gateway_customer_ensure
+from billing.services import (
+    billing_currency_lock,
+    billing_profile_for,
+    gateway_customer_ensure,
+    gateway_customer_with_card,
+)
 from billing.templatetags.money import cents, microdollars
 from credits.exceptions import (
     GrantRefused,
@@ -447,9 +452,9 @@ def credits_purchase(
         raise PurchaseDeclined("This confirmation belongs to another account; start again.")
     if not created:
         return _purchase_outcome(purchase)
-    customer_id = _customer_id(account)
+    # A customer deleted at the gateway is replaced here rather than failing every purchase.
+    customer_id, card = gateway_customer_with_card(profile)
     gateway = get_gateway()
-    card = gateway.payment_method_default(customer_id=customer_id)
     page_url = success_url.replace("{PURCHASE_ID}", str(purchase.pk))
     if card is None:
         session = gateway.checkout_payment(

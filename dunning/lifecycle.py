@@ -282,9 +282,10 @@ def grace_reason(invoice: Invoice) -> str:
     hard decline, or no card: Stripe does not retry those), or a week overdue (the sweep)."""
     if invoice.awaiting_authentication:
         return ""
-    if invoice.attempt_count >= settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE:
+    # A draft the gateway could not finalize counts as one failed attempt (docs/decisions.md).
+    if invoice.failed_attempts >= settings.BILLING_FAILED_ATTEMPTS_BEFORE_GRACE:
         return (
-            f"{invoice.attempt_count} failed payment attempts on invoice {invoice.display_number}"
+            f"{invoice.failed_attempts} failed payment attempts on invoice {invoice.display_number}"
         )
     # A declined seat addition is not in use yet (its seats come when paid) and lapses in a day.
     if invoice.kind != Invoice.Kind.SEAT_SUBSCRIPTION:
@@ -297,6 +298,23 @@ def grace_reason(invoice: Invoice) -> str:
             f"invoice {invoice.display_number} declined ({why}): the card cannot be charged again"
         )
     return ""
+
+
+def _finalization_failed(organization: Organization, invoice: Invoice) -> None:
+    """The gateway could not finalize a seat invoice (invoice.finalization_failed): it is overdue
+    at once, counts as one failed attempt, and is never retried by the gateway, so grace follows
+    the usual rule (a second failure, or a week overdue)."""
+    grace = None
+    if reason := grace_reason(invoice):
+        grace = organization_grace_start(organization=organization, invoice=invoice, reason=reason)
+    organization.refresh_from_db()
+    email_lifecycle(
+        organization,
+        f"A seat invoice for {organization.name} could not be issued",
+        "billing_finalization_failed.txt",
+        invoice=invoice,
+        grace_started=grace is not None,
+    )
 
 
 def _declined_for_good(invoice: Invoice, previous_error: tuple[str, str]) -> bool:
@@ -314,13 +332,16 @@ def invoice_changed(
     previous_dispute_status: str | None = None,
     previous_error: tuple[str, str] = ("", ""),
     repaid: bool = False,
+    previous_finalization_error: str | None = None,
 ) -> None:
     """Called by `invoice_sync` (in its transaction) after the local copy moved forward. A new
     failed attempt on a seat invoice emails the billing contacts and, by the rule of
     `grace_reason`, starts grace; a payment waiting for the payer's bank (3-D Secure) is not a
     failure: they get the link to confirm it. A seat invoice charged back (a dispute lost) starts
     grace at once. A seat invoice settled (paid, voided, repaid) restores the organization once
-    nothing else is overdue. Credit purchases and auto top-ups never touch the lifecycle."""
+    nothing else is overdue. A seat invoice the gateway could not finalize is a failed attempt
+    that nobody will retry until its reason (the billing address) is fixed: the billing contacts
+    are told why. Credit purchases and auto top-ups never touch the lifecycle."""
     organization = invoice.billing_profile.organization
     if organization is None or invoice.kind not in selectors.LIFECYCLE_KINDS:
         return
@@ -339,7 +360,14 @@ def invoice_changed(
         or repaid
         or (previous_dispute_status == "lost" and invoice.dispute_status != "lost")
     )
-    if charged_back:
+    not_finalized = (
+        previous_finalization_error is not None
+        and invoice.not_finalized
+        and not previous_finalization_error
+    )
+    if not_finalized:
+        _finalization_failed(organization, invoice)
+    elif charged_back:
         reason = f"the payment of invoice {invoice.display_number} was charged back"
         grace = organization_grace_start(organization=organization, invoice=invoice, reason=reason)
         organization.refresh_from_db()

@@ -17,6 +17,7 @@ def _invoice_changed(
     previous_dispute_status: str | None = None,
     previous_error: tuple[str, str] = ("", ""),
     repaid: bool = False,
+    previous_finalization_error: str | None = None,
     **_: Any,
 ) -> None:
     lifecycle.invoice_changed(
@@ -26,4 +27,5 @@ def _invoice_changed(
         previous_dispute_status=previous_dispute_status,
         previous_error=previous_error,
         repaid=repaid,
+        previous_finalization_error=previous_finalization_error,
     )

@@ -99,7 +99,8 @@ def dunning_sweep(*, now: datetime | None = None) -> dict[str, int]:
     long_overdue = (
         Invoice.objects.filter(
             kind=Invoice.Kind.SEAT_SUBSCRIPTION,
-            status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
+            # Drafts have first_failed_at only when the gateway holds them (invoices.services).
+            status__in=[Invoice.Status.DRAFT, Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
             first_failed_at__isnull=False,
             first_failed_at__lte=now - timedelta(days=settings.BILLING_OVERDUE_DAYS_BEFORE_GRACE),
             amount_remaining__gt=0,

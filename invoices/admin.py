@@ -57,7 +57,13 @@ class InvoiceAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "attempt_count",
         "created",
     )
-    list_filter = ("kind", "status", "dispute_status", "awaiting_authentication")
+    list_filter = (
+        "kind",
+        "status",
+        "dispute_status",
+        "awaiting_authentication",
+        "finalization_error_code",
+    )
     search_fields = ("number", "gateway_id", "billing_profile__organization__name")
     list_select_related = ("billing_profile",)
     date_hierarchy = "created"

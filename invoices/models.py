@@ -48,8 +48,17 @@ class Invoice(models.Model):
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     gateway_subscription_id = models.CharField(max_length=80, blank=True)
-    # When its first payment attempt failed: overdue from then on (DESIGN.md, the lifecycle).
+    # When its first payment attempt failed: overdue from then on (DESIGN.md, the lifecycle). For
+    # a draft that the gateway will not charge by itself (a renewal of an unpaid subscription,
+    # or one it could not finalize): when it was first seen so.
     first_failed_at = models.DateTimeField(null=True, blank=True)
+    # The gateway's auto_advance: False on the renewals Stripe leaves as drafts while a
+    # subscription is unpaid (docs/decisions.md, "Unpaid subscriptions").
+    auto_advance = models.BooleanField(default=True)
+    # Why the gateway could not finalize it (Stripe's last_finalization_error), e.g. a billing
+    # address its tax rules reject: the draft is owed but cannot be paid until it is fixed.
+    finalization_error_code = models.CharField(max_length=60, blank=True)
+    finalization_error = models.CharField(max_length=300, blank=True)
     # How the last attempt ended, as the gateway tells it (its PaymentIntent's last error).
     payment_error_code = models.CharField(max_length=60, blank=True)
     payment_decline_code = models.CharField(max_length=60, blank=True)
@@ -76,7 +85,9 @@ class Invoice(models.Model):
             models.Index(
                 fields=["first_failed_at"],
                 name="invoice_overdue_since",
-                condition=Q(status__in=["open", "uncollectible"], first_failed_at__isnull=False),
+                condition=Q(
+                    status__in=["draft", "open", "uncollectible"], first_failed_at__isnull=False
+                ),
             ),
         ]
         constraints = [
@@ -123,6 +134,34 @@ class Invoice(models.Model):
         return self.status == "open" and hard_decline(
             code=self.payment_error_code, decline_code=self.payment_decline_code
         )
+
+    @property
+    def not_finalized(self) -> bool:
+        """A draft the gateway could not finalize: owed, but payable only once the reason is
+        fixed (the billing address, for tax)."""
+        return self.status == self.Status.DRAFT and bool(self.finalization_error_code)
+
+    @property
+    def held_as_draft(self) -> bool:
+        """A draft the gateway will not finalize and charge by itself (a renewal of an unpaid
+        subscription): "pay now" finalizes and pays it."""
+        return self.status == self.Status.DRAFT and not self.auto_advance
+
+    @property
+    def failed_attempts(self) -> int:
+        """Failed attempts for the lifecycle's rule: the gateway's count, and a failed
+        finalization counts as one (docs/decisions.md)."""
+        return self.attempt_count + (1 if self.not_finalized else 0)
+
+    @property
+    def finalization_reason(self) -> str:
+        """What to tell the payer about a failed finalization."""
+        if self.finalization_error_code == "customer_tax_location_invalid":
+            return (
+                "the billing address cannot be used to calculate tax (a US address needs a "
+                "5-digit ZIP code): correct it under Billing details, then pay"
+            )
+        return self.finalization_error or self.finalization_error_code.replace("_", " ")
 
     @property
     def decline_reason(self) -> str:

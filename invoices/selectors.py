@@ -3,12 +3,13 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from invoices.models import Invoice
 from organizations.models import Organization
+from seats.models import SeatSubscription, SubscriptionStatus
 
 # The invoices whose non-payment starts the lifecycle. Credit purchases fail in front of the
 # buyer, and a failed auto top-up turns auto top-up off instead.
@@ -68,13 +69,32 @@ def invoice_totals(invoices: QuerySet[Invoice]) -> dict[str, int]:
     return totals
 
 
-# Overdue: a seat invoice unpaid from its first failed attempt on (DESIGN.md, the lifecycle), or
-# one whose payment the bank took back (a dispute lost) until a repayment is paid.
-OVERDUE = Q(
-    status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
-    attempt_count__gte=1,
-    amount_remaining__gt=0,
-) | Q(status=Invoice.Status.PAID, dispute_status="lost", dispute_repaid_at__isnull=True)
+# A draft the gateway will never finalize and charge by itself is owed as it stands: a renewal
+# that Stripe leaves as a draft while the subscription is unpaid (auto_advance off, or its
+# subscription unpaid here, whichever event came first), or a draft it could not finalize.
+# A renewal draft in its first hour, which the gateway finalizes and charges itself, is not.
+_OF_AN_UNPAID_SUBSCRIPTION = Exists(
+    SeatSubscription.objects.filter(
+        gateway_subscription_id=OuterRef("gateway_subscription_id"),
+        status=SubscriptionStatus.UNPAID,
+    )
+)
+OVERDUE_DRAFT = Q(status=Invoice.Status.DRAFT, amount_remaining__gt=0) & (
+    Q(auto_advance=False) | ~Q(finalization_error_code="") | Q(_OF_AN_UNPAID_SUBSCRIPTION)
+)
+
+# Overdue: a seat invoice unpaid from its first failed attempt on (DESIGN.md, the lifecycle), one
+# whose payment the bank took back (a dispute lost) until a repayment is paid, or a draft as
+# above.
+OVERDUE = (
+    Q(
+        status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE],
+        attempt_count__gte=1,
+        amount_remaining__gt=0,
+    )
+    | Q(status=Invoice.Status.PAID, dispute_status="lost", dispute_repaid_at__isnull=True)
+    | OVERDUE_DRAFT
+)
 
 
 def overdue_invoices(*, organization: Organization) -> QuerySet[Invoice]:

@@ -2,12 +2,15 @@
 profiles, customers, billing details) is `billing`'s; the failed-payment lifecycle `dunning`'s."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,7 +19,7 @@ from billing.models import BillingProfile
 from billing.notify import email_billing_contacts
 from billing.templatetags.money import cents
 from invoices import selectors
-from invoices.exceptions import NothingToPay
+from invoices.exceptions import NothingToPay, PayNowBusy
 from invoices.models import Invoice
 from invoices.signals import invoice_changed
 from organizations.models import Organization
@@ -27,7 +30,7 @@ from payments.gateway import CardError, GatewayError
 from seats import selectors as seat_selectors
 from seats.exceptions import PaymentFailed as SeatPaymentFailed
 from seats.models import SeatSubscription
-from seats.services import seats_restart
+from seats.services import seat_subscription_refresh, seats_restart
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,9 @@ def _fields(invoice: gateway.Invoice, observed_at: datetime) -> dict[str, Any]:
         "hosted_invoice_url": invoice.hosted_invoice_url,
         "invoice_pdf": invoice.invoice_pdf,
         "gateway_subscription_id": invoice.subscription,
+        "auto_advance": invoice.auto_advance,
+        "finalization_error_code": invoice.finalization_error_code,
+        "finalization_error": invoice.finalization_error,
         "metadata": invoice.metadata,
         "lines": [
             {
@@ -135,6 +141,11 @@ def _failure_fields(
     """When the invoice first failed, and how its last attempt ended (`attempt`, read before the
     locks; used only if the attempt is still new once the invoice is locked)."""
     unpaid = invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+    if _held_draft(invoice):
+        # Never charged by the gateway by itself: overdue from when it was first seen so.
+        if not (local and local.first_failed_at):
+            return {"first_failed_at": observed_at, "awaiting_authentication": False}
+        return {"awaiting_authentication": False}
     if not unpaid:
         return {"awaiting_authentication": False}
     fields: dict[str, Any] = {}
@@ -150,6 +161,28 @@ def _failure_fields(
     return fields
 
 
+def _held_draft(invoice: gateway.Invoice) -> bool:
+    """A seat draft the gateway will not finalize and charge by itself (see
+    selectors.OVERDUE_DRAFT). One-off drafts (Stripe makes them with auto_advance off and
+    finalizes them in the same request) are not owed as drafts."""
+    return (
+        invoice.status == Invoice.Status.DRAFT
+        and invoice_kind(invoice) in selectors.LIFECYCLE_KINDS
+        and (not invoice.auto_advance or bool(invoice.finalization_error_code))
+    )
+
+
+def _profile_of(invoice: gateway.Invoice) -> BillingProfile | None:
+    """Whose invoice it is: the profile of its customer, else (a customer forgotten since, after
+    it was deleted at the gateway) the profile its local copy already belongs to."""
+    profiles = BillingProfile.objects.select_related("organization")
+    if invoice.customer and (
+        profile := profiles.filter(gateway_customer_id=invoice.customer).first()
+    ):
+        return profile
+    return profiles.filter(invoices__gateway_id=invoice.id).first()
+
+
 @transaction.atomic
 def invoice_sync(
     *, invoice: gateway.Invoice, observed_at: datetime | None = None
@@ -159,13 +192,7 @@ def invoice_sync(
     event) changes nothing. `observed_at` is the event's `created`; a record just fetched from the
     gateway is observed now. Returns None for a customer no billing profile knows."""
     observed_at = observed_at or timezone.now()
-    profile = (
-        BillingProfile.objects.select_related("organization")
-        .filter(gateway_customer_id=invoice.customer)
-        .first()
-        if invoice.customer
-        else None
-    )
+    profile = _profile_of(invoice)
     if profile is None:
         logger.warning(
             "invoice %s: no billing profile for customer %r", invoice.id, invoice.customer
@@ -196,7 +223,11 @@ def invoice_sync(
         else:
             _repayment_settle(local)
             invoice_changed.send(
-                sender=Invoice, invoice=local, previous_status="", previous_attempts=0
+                sender=Invoice,
+                invoice=local,
+                previous_status="",
+                previous_attempts=0,
+                previous_finalization_error="",
             )
             return local
     incoming = _version(fields["status"], invoice.attempt_count, invoice.amount_paid, observed_at)
@@ -205,6 +236,7 @@ def invoice_sync(
         return local
     previous_status, previous_attempts = local.status, local.attempt_count
     previous_error = (local.payment_error_code, local.payment_decline_code)
+    previous_finalization_error = local.finalization_error_code
     fields.update(_failure_fields(local, invoice, observed_at, attempt))
     for name, value in fields.items():
         setattr(local, name, value)
@@ -216,6 +248,7 @@ def invoice_sync(
         previous_status=previous_status,
         previous_attempts=previous_attempts,
         previous_error=previous_error,
+        previous_finalization_error=previous_finalization_error,
     )
     return local
 
@@ -333,6 +366,9 @@ class PayNowResult:
     # The bank wants the payer to confirm the payment: where (the payer goes there next).
     action_url: str = ""
     restarted: SeatSubscription | None = None
+    # An overdue draft the gateway could not finalize (so nothing could be charged for it): why,
+    # in words fit for the payer.
+    problem: str = ""
 
     @property
     def amount_paid(self) -> int:
@@ -340,7 +376,7 @@ class PayNowResult:
 
     @property
     def stopped(self) -> bool:
-        return self.failure is not None or bool(self.action_url)
+        return self.failure is not None or bool(self.action_url) or bool(self.problem)
 
     def stop(self, error: CardError) -> None:
         """A decline, or the bank asking the payer to authenticate: nothing more is charged."""
@@ -350,8 +386,26 @@ class PayNowResult:
             self.failure = error
 
 
+def _finalize(invoice: Invoice, result: PayNowResult) -> bool:
+    """Finalize an overdue draft so that it can be paid (a renewal Stripe left as a draft while
+    the subscription was unpaid: paying the most recent one is what makes the subscription
+    active again). False, with `result.problem` said, when the gateway refuses."""
+    try:
+        finalized = get_gateway().invoice_finalize(invoice_id=invoice.gateway_id)
+    except GatewayError as error:
+        _refetch(invoice.gateway_id)
+        invoice.refresh_from_db()
+        reason = invoice.finalization_reason if invoice.not_finalized else str(error)
+        result.problem = f"Invoice {invoice.display_number} could not be issued: {reason}."
+        return False
+    invoice_sync(invoice=finalized)
+    return True
+
+
 def _pay_overdue(plan: "PayNowPlan", result: PayNowResult, *, return_url: str) -> None:
     for invoice in plan.to_pay:
+        if invoice.status == Invoice.Status.DRAFT and not _finalize(invoice, result):
+            return
         try:
             paid = get_gateway().invoice_pay(
                 invoice_id=invoice.gateway_id,
@@ -419,7 +473,7 @@ def pay_now_plan(*, organization: Organization) -> PayNowPlan:
     restart = None
     if (
         ended is not None
-        and not ended.is_live
+        and ended.has_ended
         and ended.quantity
         and any(
             invoice.gateway_subscription_id == ended.gateway_subscription_id for invoice in unpaid
@@ -477,12 +531,61 @@ def invoices_pay_now(
     the sync restores the organization the moment nothing is overdue, within this request. A
     charged-back invoice is repaid by a new one; seats the gateway ended after its retries start
     again (same quantity, billing date from today) and that subscription's unpaid invoices are
-    voided. Stops at the first decline, or where the bank wants the payer to authenticate
+    voided. Drafts the gateway holds (the renewals of an unpaid subscription, the most recent
+    among them) are finalized first and paid like the others: paying the most recent invoice is
+    what makes the gateway's subscription active again. Stops at the first decline, at a draft
+    that cannot be finalized (`problem`), or where the bank wants the payer to authenticate
     (`action_url`, which leads back to `return_url`). The idempotency key includes the attempt
     count, so a double click pays once and a retry after a new card is a new attempt."""
+    with _pay_now_lock(organization.pk):
+        return _pay_now(actor=actor, organization=organization, return_url=return_url)
+
+
+# A session-level advisory lock per organization, taken in a short transaction and held across
+# the gateway calls (never inside a transaction): two clicks on "pay now" must not both plan to
+# pay the same invoices, since the second would get the gateway's replay of the first payment
+# (the same idempotency key) and count it as its own.
+_PAY_NOW_LOCK_NAMESPACE = 0x9A7
+PAY_NOW_LOCK_WAIT = timedelta(seconds=10)
+
+
+@contextmanager
+def _pay_now_lock(organization_id: UUID) -> Iterator[None]:
+    key = int.from_bytes(organization_id.bytes[:4], "big", signed=True)
+    wait_ms = int(PAY_NOW_LOCK_WAIT.total_seconds() * 1000)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_PAY_NOW_LOCK_NAMESPACE, key])
+    except OperationalError as timed_out:
+        raise PayNowBusy from timed_out
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_PAY_NOW_LOCK_NAMESPACE, key])
+
+
+def _seats_refresh(organization: Organization, result: PayNowResult) -> None:
+    """Seats on hold come back in this request, not when the webhook arrives: paying the most
+    recent invoice made the gateway's subscription active again."""
+    row = seat_selectors.seat_subscription(organization=organization)
+    if row is None or not row.on_hold:
+        return
+    if any(
+        invoice.gateway_subscription_id == row.gateway_subscription_id for invoice in result.paid
+    ):
+        try:
+            seat_subscription_refresh(subscription_id=row.gateway_subscription_id)
+        except GatewayError:
+            logger.warning("could not refresh %s", row.gateway_subscription_id, exc_info=True)
+
+
+def _pay_now(*, actor: User, organization: Organization, return_url: str) -> PayNowResult:
     plan = pay_now_plan(organization=organization)
     if not plan.to_pay and not plan.to_repay and plan.restart is None:
         raise NothingToPay
+    organization.refresh_from_db()
     was = organization.billing_state
     result = PayNowResult()
     _pay_overdue(plan, result, return_url=return_url)
@@ -503,9 +606,12 @@ def invoices_pay_now(
                     invoice_sync(invoice=get_gateway().invoice_void(invoice_id=invoice.gateway_id))
                 except GatewayError:
                     logger.warning("could not void %s", invoice.gateway_id, exc_info=True)
+    _seats_refresh(organization, result)
     organization.refresh_from_db()
     result.restored = was != organization.billing_state == Organization.BillingState.ACTIVE
-    if not (result.paid or result.failure or result.action_url or result.restarted):
+    if not (
+        result.paid or result.failure or result.action_url or result.restarted or result.problem
+    ):
         return result  # a second click that found its invoices paid by the first: nothing done
     with transaction.atomic():
         audit_record(
@@ -514,7 +620,7 @@ def invoices_pay_now(
             action="billing.pay_now",
             target=", ".join(invoice.number for invoice in result.paid),
             amount_paid=result.amount_paid,
-            failure=result.failure.message if result.failure else "",
+            failure=result.failure.message if result.failure else result.problem,
             authentication=bool(result.action_url),
             restarted=result.restarted.gateway_subscription_id if result.restarted else "",
         )

@@ -21,7 +21,7 @@ from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.forms import BillingDetailsForm
 from invoices import selectors, services
-from invoices.exceptions import NothingToPay
+from invoices.exceptions import NothingToPay, PayNowBusy
 from invoices.forms import InvoiceFilterForm, PayNowForm
 from invoices.models import Invoice
 from organizations.access import membership_for
@@ -335,8 +335,13 @@ def _pay_now_confirmed(request: HttpRequest, organization: Organization) -> Http
             organization=organization,
             return_url=settings.SITE_URL + reverse("org_invoices", kwargs={"org_id": org_id}),
         )
-    except NothingToPay:
-        messages.info(request, "Nothing is overdue any more.")
+    except (NothingToPay, PayNowBusy) as nothing_now:
+        messages.info(
+            request,
+            "Nothing is overdue any more."
+            if isinstance(nothing_now, NothingToPay)
+            else "A payment for this organization is being made right now; look again soon.",
+        )
         return redirect("org_invoices", org_id=org_id)
     except GatewayError as error:
         messages.error(request, f"The payment provider did not take it ({error}); try again.")
@@ -355,11 +360,12 @@ def _pay_now_confirmed(request: HttpRequest, organization: Organization) -> Http
     if result.action_url:
         # The bank wants the payer to confirm it (3-D Secure): there, then back to Invoices.
         return redirect(result.action_url)
-    if result.failure is not None:
+    if result.failure is not None or result.problem:
+        declined = result.failure.message if result.failure else ""
         messages.error(
             request,
-            f"The card was declined: {result.failure.message} Update the payment method and "
-            "try again.",
+            result.problem
+            or f"The card was declined: {declined} Update the payment method and try again.",
         )
         return redirect("org_pay_now", org_id=org_id)
     return redirect("org_invoices", org_id=org_id)

@@ -17,6 +17,9 @@ from payments.models import WebhookEvent
     "invoice.payment_action_required",
     "invoice.voided",
     "invoice.marked_uncollectible",
+    # The draft stays a draft with its last_finalization_error: overdue, staff alerted once
+    # (invoices.receivers, dunning.lifecycle).
+    "invoice.finalization_failed",
 )
 def invoice_event(event: WebhookEvent) -> None:
     """Idempotent and order-tolerant: the event's `created` with the invoice's own progress

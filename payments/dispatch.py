@@ -40,6 +40,7 @@ SUBSCRIBED_TYPES = frozenset(
         "invoice.marked_uncollectible",
         "invoice.updated",
         "invoice.payment_succeeded",
+        "invoice.finalization_failed",
         "customer.subscription.created",
         "customer.subscription.updated",
         "customer.subscription.deleted",
@@ -48,6 +49,7 @@ SUBSCRIBED_TYPES = frozenset(
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
         "customer.updated",
+        "customer.deleted",
         "payment_method.attached",
         # Refunds and disputes: the refund and the dispute are re-read from the gateway, so any
         # of these events (in any order, twice) leads to the same ledger entries.

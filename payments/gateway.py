@@ -19,7 +19,25 @@ PLAN_INTERVAL = "month"
 
 
 class GatewayError(Exception):
-    """The provider could not do what was asked (not a card problem)."""
+    """The provider could not do what was asked (not a card problem). `code` is the provider's
+    error code when it gave one (Stripe's `resource_missing`, `customer_tax_location_invalid`,
+    ...), `http_status` its HTTP status (0 when no answer came), so that callers can tell an
+    object that is gone from a provider that did not answer."""
+
+    def __init__(self, message: str = "", *, code: str = "", http_status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+    @property
+    def missing(self) -> bool:
+        """The object named in the call does not exist (any more): a customer deleted in the
+        provider's dashboard, say. Waiting does not heal it."""
+        return self.code == RESOURCE_MISSING
+
+
+# Stripe's code for "No such customer / invoice / ...": https://docs.stripe.com/error-codes
+RESOURCE_MISSING = "resource_missing"
 
 
 # Stripe's own list of decline codes it never retries automatically ("the scheduled retries
@@ -72,7 +90,7 @@ class CardError(GatewayError):
         invoice_id: str = "",
         action_url: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code, http_status=402)
         self.message = message
         self.code = code
         self.decline_code = decline_code
@@ -179,6 +197,14 @@ class Invoice:
     metadata: dict[str, str]
     created: datetime
     paid_at: datetime | None
+    # False for a draft the provider will not finalize and charge by itself: Stripe leaves the
+    # renewals of an unpaid subscription so (https://docs.stripe.com/billing/subscriptions/
+    # overview#unpaid). True for any invoice that is not a draft.
+    auto_advance: bool = True
+    # Why the provider could not finalize the draft (its `last_finalization_error`), if it
+    # could not: https://docs.stripe.com/api/invoices/object#invoice_object-last_finalization_error
+    finalization_error_code: str = ""
+    finalization_error: str = ""
 
     @property
     def paid(self) -> bool:
@@ -459,6 +485,12 @@ class BillingGateway(abc.ABC):
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice: ...
 
     @abc.abstractmethod
+    def invoice_finalize(self, *, invoice_id: str) -> Invoice:
+        """Finalize a draft (it gets its number and can be paid) without charging it; an invoice
+        already finalized is returned as it is. GatewayError (with the provider's `code`) when it
+        cannot be finalized, e.g. a billing address its tax rules reject."""
+
+    @abc.abstractmethod
     def invoice_pay(
         self,
         *,
@@ -552,6 +584,7 @@ def invoice_subscription_id(data: dict[str, Any]) -> str:
 
 def parse_invoice(data: dict[str, Any]) -> Invoice:
     transitions = data.get("status_transitions") or {}
+    finalization_error = data.get("last_finalization_error") or {}
     lines = (data.get("lines") or {}).get("data") or []
     return Invoice(
         id=data["id"],
@@ -574,6 +607,13 @@ def parse_invoice(data: dict[str, Any]) -> Invoice:
         metadata=dict(data.get("metadata") or {}),
         created=_ts(data.get("created")) or datetime.now(tz=UTC),
         paid_at=_ts(transitions.get("paid_at")),
+        # Read for drafts only, where it says whether the gateway finalizes and charges the
+        # invoice by itself; Stripe turns it off on invoices it has done with, which says nothing.
+        auto_advance=data.get("status") != "draft" or data.get("auto_advance") is not False,
+        finalization_error_code=str(
+            finalization_error.get("code") or finalization_error.get("type") or ""
+        )[:60],
+        finalization_error=str(finalization_error.get("message") or "")[:300],
     )
 
 

@@ -138,7 +138,9 @@ def _stripe_errors(*, invoice_id: str = "") -> Iterator[None]:
     except stripe.CardError as error:
         raise _card_error(error, invoice_id=invoice_id) from error
     except stripe.StripeError as error:
-        raise GatewayError(_describe(error)) from error
+        raise GatewayError(
+            _describe(error), code=error.code or "", http_status=error.http_status or 0
+        ) from error
 
 
 def _first_item(subscription: dict[str, Any]) -> dict[str, Any]:
@@ -581,6 +583,16 @@ class StripeGateway(BillingGateway):
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
         with _stripe_errors():
             invoice = self._v1.invoices.retrieve(invoice_id)
+        return parse_invoice(_plain(invoice))
+
+    def invoice_finalize(self, *, invoice_id: str) -> Invoice:
+        current = self.invoice_retrieve(invoice_id=invoice_id)
+        if current.status != "draft":
+            return current
+        # auto_advance false: the caller pays it at once (`invoice_pay`), so Stripe's own
+        # collection must not try it a second time meanwhile.
+        with _stripe_errors():
+            invoice = self._v1.invoices.finalize_invoice(invoice_id, {"auto_advance": False})
         return parse_invoice(_plain(invoice))
 
     def invoice_pay(

@@ -64,15 +64,21 @@ class SeatSubscription(models.Model):
 
     Status = SubscriptionStatus
 
-    # States in which the seats exist. Past due and unpaid keep them: whether an organization that
-    # does not pay keeps its service is the dunning lifecycle's decision (grace, suspension).
+    # States in which the seats exist. Past due keeps them: while the gateway still retries,
+    # whether an organization that does not pay keeps its service is the dunning lifecycle's
+    # decision (grace, suspension). Unpaid does not: the gateway has stopped collecting and
+    # bills every new period as a draft nobody is charged for until the organization pays, so
+    # its seats are on hold until then (docs/decisions.md, "Who holds a seat").
     LIVE_STATUSES: frozenset[str] = frozenset(
         {
             SubscriptionStatus.ACTIVE,
             SubscriptionStatus.TRIALING,
             SubscriptionStatus.PAST_DUE,
-            SubscriptionStatus.UNPAID,
         }
+    )
+    # States from which a subscription never comes back: seats need a new one.
+    ENDED_STATUSES: frozenset[str] = frozenset(
+        {SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED}
     )
 
     organization = models.OneToOneField(
@@ -118,6 +124,16 @@ class SeatSubscription(models.Model):
         return self.status in self.LIVE_STATUSES
 
     @property
+    def on_hold(self) -> bool:
+        """Unpaid at the gateway: no seat until the overdue invoices, the most recent included,
+        are paid; then the same subscription is active again (nothing is bought anew)."""
+        return self.status == SubscriptionStatus.UNPAID
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status in self.ENDED_STATUSES
+
+    @property
     def seats(self) -> int:
         """Seats that exist now and may be taken (0 once the subscription has ended)."""
         if not self.is_live:
@@ -136,7 +152,7 @@ class SeatSubscription(models.Model):
     @property
     def next_invoice_amount(self) -> int | None:
         """The renewal invoice's amount, or None when no renewal is coming."""
-        if not self.is_live or self.cancel_at_period_end:
+        if not (self.is_live or self.on_hold) or self.cancel_at_period_end:
             return None
         return self.monthly_amount
 

@@ -32,7 +32,12 @@ from accounts.models import User
 from billing.clock import billing_now
 from billing.exceptions import CurrencyMismatch
 from billing.notify import email_billing_contacts
-from billing.services import billing_currency_lock, billing_profile_for, gateway_customer_ensure
+from billing.services import (
+    billing_currency_lock,
+    billing_profile_for,
+    gateway_customer_ensure,
+    gateway_customer_with_card,
+)
 from billing.templatetags.money import cents
 from organizations.models import Organization
 from organizations.services import audit_record
@@ -61,6 +66,10 @@ from seats.selectors import (
 logger = logging.getLogger(__name__)
 
 METADATA_PURPOSE = "seats"
+SEATS_ON_HOLD = (
+    "The seats are on hold: the subscription is unpaid. Pay the overdue invoices (Invoices → "
+    "Pay now) and the same seats come back; nothing new needs to be bought."
+)
 # A preview older than this is recomputed before charging: its proration date would charge for
 # time that has already passed.
 PREVIEW_VALID_FOR = timedelta(minutes=15)
@@ -194,7 +203,7 @@ def _apply(row: SeatSubscription, fetched: Subscription) -> None:
 def _replaces(row: SeatSubscription, fetched: Subscription) -> bool:
     """Whether a subscription other than the row's becomes the organization's: only a newer one,
     and never over live seats (a late event of an old subscription changes nothing)."""
-    if row.is_live:
+    if row.is_live or row.on_hold:
         if fetched.status in SeatSubscription.LIVE_STATUSES:
             logger.error(
                 "organization %s has a second live seat subscription %s besides %s",
@@ -259,12 +268,15 @@ def seat_subscription_refresh(*, subscription_id: str) -> SeatSubscription | Non
             # A new subscription after the old one ended; activated_at stays, so the seat rules
             # keep applying while it is not paid yet.
             row.removing = 0
-        was_live = row.pk is not None and row.is_live
+        # Unpaid is not ended: the same subscription comes back when paid (seats on hold).
+        was_live = row.pk is not None and (row.is_live or row.on_hold)
+        was_on_hold = row.pk is not None and row.on_hold
         _apply(row, fetched)
-        ended = was_live and not row.is_live
+        ended = was_live and not (row.is_live or row.on_hold)
         if ended:
             row.ended_at = timezone.now()
         row.save()
+        _hold_record(row, was_on_hold=was_on_hold, was_live=was_live)
         if ended:
             organization = Organization.objects.get(pk=organization_id)
             audit_record(
@@ -280,6 +292,79 @@ def seat_subscription_refresh(*, subscription_id: str) -> SeatSubscription | Non
                 "emails/seats_end.txt",
                 {"subscription": row},
             )
+    return row
+
+
+def _hold_record(row: SeatSubscription, *, was_on_hold: bool, was_live: bool) -> None:
+    """An audit event when the gateway puts the seats on hold (the subscription became unpaid:
+    nobody holds a seat until it is paid) and when paying lifts it. The lifecycle's emails
+    already tell the billing contacts about the overdue invoices."""
+    if row.on_hold == was_on_hold or not (was_live or row.is_live):
+        return
+    audit_record(
+        organization=Organization.objects.get(pk=row.organization_id),
+        actor=None,
+        action="seats.hold" if row.on_hold else "seats.hold_lifted",
+        target=_plural(row.quantity),
+        subscription=row.gateway_subscription_id,
+    )
+
+
+def seats_customer_deleted(*, customer_id: str) -> list[SeatSubscription]:
+    """The gateway customer was deleted in the gateway's dashboard, which cancels its
+    subscriptions at once (https://docs.stripe.com/api/customers/delete): each seat subscription
+    of that customer is mirrored again, as customer.subscription.deleted would (so either event
+    may come first, or twice), and ended here if the gateway no longer has it. A subscription of
+    another customer (the organization bought again since: a late event) is left alone."""
+    ended = []
+    for subscription_id in (
+        SeatSubscription.objects.filter(gateway_customer_id=customer_id)
+        .exclude(gateway_customer_id="")
+        .exclude(status__in=SeatSubscription.ENDED_STATUSES)
+        .values_list("gateway_subscription_id", flat=True)
+    ):
+        try:
+            row = seat_subscription_refresh(subscription_id=subscription_id)
+        except GatewayError as error:
+            if not error.missing:
+                raise
+            row = seat_subscription_gone(subscription_id=subscription_id)
+        if row is not None and row.has_ended:
+            ended.append(row)
+    return ended
+
+
+def seat_subscription_gone(*, subscription_id: str) -> SeatSubscription | None:
+    """End a seat subscription the gateway no longer has (its customer deleted: Stripe may answer
+    resource_missing for it), once: status canceled, the seats 0, audited and told."""
+    with transaction.atomic():
+        row = (
+            SeatSubscription.objects.select_for_update()
+            .select_related("organization")
+            .filter(gateway_subscription_id=subscription_id)
+            .first()
+        )
+        if row is None or row.has_ended:
+            return row
+        row.status = SeatSubscription.Status.CANCELED
+        row.ended_at = timezone.now()
+        row.removing = 0
+        row.synced_at = timezone.now()
+        row.save()
+        organization = row.organization
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="seats.end",
+            target=_plural(row.quantity),
+            subscription=row.gateway_subscription_id,
+        )
+        _email(
+            organization,
+            f"Seats ended for {organization.name}",
+            "emails/seats_end.txt",
+            {"subscription": row},
+        )
     return row
 
 
@@ -479,8 +564,12 @@ def seats_purchase(
             if not plan.is_active:
                 raise SeatError(f"The {plan.name} plan is no longer offered; choose another.")
             current = seat_subscription(organization=organization)
-            if current is not None and current.is_live:
-                raise SeatError("This organization already has seats: add seats instead.")
+            if current is not None and (current.is_live or current.on_hold):
+                raise SeatError(
+                    SEATS_ON_HOLD
+                    if current.on_hold
+                    else "This organization already has seats: add seats instead."
+                )
             occupied = occupied_seat_count(organization_id=organization.pk)
             if seats < occupied:
                 raise SeatError(
@@ -492,7 +581,7 @@ def seats_purchase(
             billing_currency_lock(profile=profile, currency=plan.currency)
         except CurrencyMismatch as mismatch:
             raise SeatError(mismatch.message) from None
-        customer_id = gateway_customer_ensure(profile)
+        customer_id, card = gateway_customer_with_card(profile)
         price = gateway.price_ensure(
             lookup_key=plan.lookup_key,
             product_name=f"{plan.name} seat",
@@ -532,7 +621,7 @@ def seats_purchase(
             change.refresh_from_db()
             return PurchaseStarted(change=change, checkout_url=session.url)
 
-        if gateway.payment_method_default(customer_id=customer_id) is None:
+        if card is None:
             return checkout()
         try:
             subscription = gateway.subscription_create(
@@ -585,7 +674,7 @@ def seats_restart(*, actor: User, organization: Organization) -> SeatSubscriptio
     gateway = get_gateway()
     with _seat_change_lock(organization.pk):
         row = seat_subscription(organization=organization)
-        if row is None or row.is_live:
+        if row is None or row.is_live or row.on_hold:
             raise SeatError("The seats are running; there is nothing to start again.")
         plan = row.plan
         if plan is None:
@@ -959,9 +1048,10 @@ def seats_end_with_organization(*, actor: User | None, organization: Organizatio
     """An organization that is deleted (by its owner, or by the retention purge) is charged no
     more: its seats end with the period already paid. Call it outside any transaction."""
     subscription = seat_subscription(organization=organization)
-    if subscription is None or not subscription.is_live or subscription.cancel_at_period_end:
+    if subscription is None or subscription.cancel_at_period_end:
         return
-    _set_cancel(actor=actor, organization=organization, cancel=True)
+    if subscription.is_live or subscription.on_hold:
+        _set_cancel(actor=actor, organization=organization, cancel=True)
 
 
 def seats_resume(*, actor: User, organization: Organization) -> SeatSubscription:
@@ -974,7 +1064,10 @@ def _set_cancel(
 ) -> SeatSubscription:
     gateway = get_gateway()
     with _seat_change_lock(organization.pk):
-        row = live_seat_subscription(organization=organization)
+        row = seat_subscription(organization=organization)
+        # Seats on hold can still be cancelled (no further drafts after the period), not resumed.
+        if row is None or not (row.is_live or (cancel and row.on_hold)):
+            raise NoSeatSubscription
         if row.cancel_at_period_end == cancel:
             return row
         if cancel:
@@ -1053,7 +1146,7 @@ def seat_subscriptions_resync() -> int:
     for row in SeatSubscription.objects.filter(
         organization__billing_state=Organization.BillingState.DELETED, cancel_at_period_end=False
     ).select_related("organization"):
-        if row.is_live:
+        if row.is_live or row.on_hold:
             seats_end_with_organization(actor=None, organization=row.organization)
     count = 0
     for subscription_id in SeatSubscription.objects.filter(

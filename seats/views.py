@@ -220,6 +220,9 @@ def seats_add(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = _manager(request, org_id)
     organization = membership.organization
     subscription = selectors.seat_subscription(organization=organization)
+    if subscription is not None and subscription.on_hold:
+        messages.error(request, services.SEATS_ON_HOLD)
+        return redirect("org_seats", org_id=org_id)
     if subscription is None or not subscription.is_live:
         messages.error(request, "This organization has no seats yet; buy seats first.")
         return redirect("org_seats", org_id=org_id)
@@ -408,7 +411,8 @@ def _cancel_or_resume(request: HttpRequest, org_id: UUID, *, cancel: bool) -> Ht
     membership = _manager(request, org_id)
     organization = membership.organization
     subscription = selectors.seat_subscription(organization=organization)
-    if subscription is None or not subscription.is_live:
+    # Seats on hold (unpaid) may be cancelled, not resumed.
+    if subscription is None or not (subscription.is_live or (cancel and subscription.on_hold)):
         messages.error(request, "This organization has no running seat subscription.")
         return redirect("org_seats", org_id=org_id)
     if request.method == "POST":

@@ -3,7 +3,12 @@ source of truth) instead of trusting the event's copy, so that events may arrive
 order: an old event only triggers a fresh read of the newest state."""
 
 from payments.dispatch import handles
-from payments.gateway import parse_checkout_session, parse_invoice, parse_subscription
+from payments.gateway import (
+    GatewayError,
+    parse_checkout_session,
+    parse_invoice,
+    parse_subscription,
+)
 from payments.models import WebhookEvent
 from seats import services
 
@@ -15,7 +20,14 @@ from seats import services
     "customer.subscription.pending_update_applied",
 )
 def subscription_changed(event: WebhookEvent) -> None:
-    services.seat_subscription_refresh(subscription_id=parse_subscription(event.object).id)
+    subscription_id = parse_subscription(event.object).id
+    try:
+        services.seat_subscription_refresh(subscription_id=subscription_id)
+    except GatewayError as error:
+        # Deleted with its customer and no longer readable: it ended, as the event says.
+        if not (error.missing and event.type == "customer.subscription.deleted"):
+            raise
+        services.seat_subscription_gone(subscription_id=subscription_id)
 
 
 @handles("customer.subscription.pending_update_expired")
@@ -47,3 +59,11 @@ def checkout_completed(event: WebhookEvent) -> None:
 @handles("checkout.session.expired")
 def checkout_expired(event: WebhookEvent) -> None:
     services.seats_checkout_expired(session_id=parse_checkout_session(event.object).id)
+
+
+@handles("customer.deleted")
+def customer_deleted(event: WebhookEvent) -> None:
+    """Its subscriptions were cancelled with it: the seats end (billing forgets the customer)."""
+    customer_id = str(event.object.get("id") or "")
+    if customer_id:
+        services.seats_customer_deleted(customer_id=customer_id)

@@ -8,6 +8,7 @@ Where the sandbox knowingly differs from Stripe, docs/decisions.md says so and w
 
 import calendar
 import random
+import re
 import secrets
 import string
 import threading
@@ -363,8 +364,10 @@ def invoice_create(
     metadata: dict[str, str] | None = None,
     finalize_at: datetime | None = None,
     currency: str = "usd",
+    auto_advance: bool = True,
 ) -> SandboxInvoice:
     invoice = SandboxInvoice.objects.create(
+        auto_advance=auto_advance,
         id=new_id("in"),
         customer=customer,
         subscription=subscription,
@@ -384,6 +387,45 @@ def invoice_create(
         subscription.save(update_fields=["latest_invoice"])
     emit("invoice.created", objects.invoice_json(invoice))
     return invoice
+
+
+# The sandbox's tax rule, Stripe Tax's for US customers: "Customers in the US require a 5-digit
+# postal code" (https://docs.stripe.com/tax/invoicing). Stripe cannot finalize an invoice for a
+# location it does not recognise: it sends invoice.finalization_failed, with
+# last_finalization_error.code customer_tax_location_invalid, and the invoice stays a draft
+# (https://docs.stripe.com/tax/customer-locations, "Invoice finalization errors";
+# https://support.stripe.com/questions/manage-draft-subscription-invoices-with-invalid-tax-location-details).
+TAX_LOCATION_INVALID = "customer_tax_location_invalid"
+_US_ZIP = re.compile(r"\d{5}(-\d{4})?")
+
+
+def tax_location_error(customer: SandboxCustomer) -> str:
+    """Why the customer's address cannot be taxed, or ""."""
+    address = customer.address or {}
+    country = str(address.get("country") or "").upper()
+    postal_code = str(address.get("postal_code") or "").strip()
+    if country == "US" and not _US_ZIP.fullmatch(postal_code):
+        return (
+            "The customer's location isn't recognized: a customer in the US needs a 5-digit "
+            f"postal code to calculate tax (got {postal_code!r})."
+        )
+    return ""
+
+
+def invoice_finalize_checked(invoice: SandboxInvoice) -> GatewayError | None:
+    """Finalize a subscription's draft as Stripe does when automatic tax is on: the customer's
+    location is checked first. On failure the invoice stays a draft, with its
+    last_finalization_error, and invoice.finalization_failed is sent; the error is returned."""
+    if message := tax_location_error(invoice.customer):
+        invoice.last_finalization_error_code = TAX_LOCATION_INVALID
+        invoice.last_finalization_error = message[:300]
+        invoice.auto_finalize_at = None
+        invoice.save()
+        emit("invoice.finalization_failed", objects.invoice_json(invoice))
+        emit("invoice.updated", objects.invoice_json(invoice))
+        return GatewayError(message, code=TAX_LOCATION_INVALID, http_status=400)
+    invoice_finalize(invoice)
+    return None
 
 
 def invoice_finalize(invoice: SandboxInvoice) -> SandboxInvoice:
@@ -434,7 +476,13 @@ def _retry_skipped(invoice: SandboxInvoice, card: SandboxPaymentMethod | None) -
 
 
 def _schedule_retry(invoice: SandboxInvoice, *, card: SandboxPaymentMethod | None) -> None:
-    retried = invoice.subscription_id and invoice.billing_reason != "subscription_update"
+    # auto_advance off (a renewal of an unpaid subscription, finalized to be paid by hand):
+    # Stripe's automatic collection leaves it alone.
+    retried = (
+        invoice.subscription_id
+        and invoice.billing_reason != "subscription_update"
+        and invoice.auto_advance
+    )
     if card is None or not retried or invoice.attempt_count > len(RETRY_SCHEDULE_DAYS):
         # No card: Stripe does not retry. One-off invoices and pending updates: no schedule.
         invoice.next_payment_attempt = None
@@ -533,7 +581,10 @@ def _retries_ended(invoice: SandboxInvoice, *, automatic: bool) -> None:
         return
     final = automatic and invoice.attempt_count > len(RETRY_SCHEDULE_DAYS)
     if not final:
-        _subscription_set_status(subscription, "past_due")
+        # A failed payment by hand leaves an unpaid subscription unpaid: only paying its most
+        # recent invoice changes that.
+        if subscription.status != "unpaid":
+            _subscription_set_status(subscription, "past_due")
         return
     outcome = settings.SANDBOX_END_OF_RETRIES
     if outcome == "cancel":
@@ -583,14 +634,13 @@ def invoice_mark_paid(
             objects.subscription_json(subscription),
         )
         return
-    # Paying the open invoice of a subscription makes it active again (from incomplete,
-    # past_due or unpaid), unless a newer invoice is still unpaid.
-    unpaid = SandboxInvoice.objects.filter(
-        subscription=subscription,
-        status="open",
-        billing_reason__in=["subscription_create", "subscription_cycle"],
-    ).exists()
-    if not unpaid and subscription.status in ("incomplete", "past_due", "unpaid"):
+    # Only paying the subscription's most recent invoice makes it active again (from
+    # incomplete, past_due or unpaid): "To move the subscription to active, pay the most recent
+    # invoice before its due date" (https://docs.stripe.com/billing/subscriptions/overview#unpaid,
+    # and .../overview#subscription-statuses). Paying an older one leaves the status as it is.
+    subscription.refresh_from_db(fields=["latest_invoice", "status"])
+    latest = subscription.latest_invoice_id == invoice.id
+    if latest and subscription.status in ("incomplete", "past_due", "unpaid"):
         _subscription_set_status(subscription, "active")
 
 
@@ -735,28 +785,51 @@ def subscription_line(
     )
 
 
-def proration_line(
+def proration_lines(
     subscription: SandboxSubscription, quantity: int, at: datetime
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """A quantity change as Stripe writes it: a credit for the unused time on the old quantity
+    and a charge for the remaining time on the new one, both pro-rated to the second
+    (https://docs.stripe.com/billing/subscriptions/prorations). The charge is rounded to the
+    cent on its own and the credit takes the rest, so that the two add up to exactly the
+    pro-ration of the change (what the preview showed)."""
     price = subscription.price
-    change = quantity - subscription.quantity
-    amount = proration_amount(
-        unit_amount=price.unit_amount,
-        quantity_change=change,
-        period_start=subscription.current_period_start,
-        period_end=subscription.current_period_end,
-        at=at,
-    )
-    return objects.invoice_line(
-        line_id=new_id("il"),
-        description=f"Remaining time on {change} × {price.product_name} after {at:%d %b %Y}",
-        amount=amount,
-        quantity=change,
-        period_start=at,
-        period_end=subscription.current_period_end,
-        subscription=subscription,
-        proration=True,
-    )
+    old = subscription.quantity
+
+    def prorate(quantity_change: int) -> int:
+        return proration_amount(
+            unit_amount=price.unit_amount,
+            quantity_change=quantity_change,
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+            at=at,
+        )
+
+    total = prorate(quantity - old)
+    charge = prorate(quantity)
+    after = f"after {at.day} {at:%b %Y}"
+    return [
+        objects.invoice_line(
+            line_id=new_id("il"),
+            description=f"Unused time on {old} × {price.product_name} {after}",
+            amount=total - charge,
+            quantity=old,
+            period_start=at,
+            period_end=subscription.current_period_end,
+            subscription=subscription,
+            proration=True,
+        ),
+        objects.invoice_line(
+            line_id=new_id("il"),
+            description=f"Remaining time on {quantity} × {price.product_name} {after}",
+            amount=charge,
+            quantity=quantity,
+            period_start=at,
+            period_end=subscription.current_period_end,
+            subscription=subscription,
+            proration=True,
+        ),
+    ]
 
 
 def subscription_start(
@@ -818,6 +891,10 @@ def subscription_renew(subscription: SandboxSubscription) -> None:
     subscription.updated = now()
     subscription.save()
     emit("customer.subscription.updated", objects.subscription_json(subscription))
+    # "For unpaid subscriptions, the latest invoice remains open but payments aren't attempted.
+    # Invoices continue to be generated each billing cycle and remain in draft state"
+    # (https://docs.stripe.com/billing/subscriptions/overview#unpaid): auto_advance off.
+    unpaid = subscription.status == "unpaid"
     invoice_create(
         customer=subscription.customer,
         subscription=subscription,
@@ -826,9 +903,35 @@ def subscription_renew(subscription: SandboxSubscription) -> None:
         period_start=start,
         period_end=start,
         metadata=subscription.metadata,
-        finalize_at=start + RENEWAL_FINALIZE_DELAY,
+        finalize_at=None if unpaid else start + RENEWAL_FINALIZE_DELAY,
         currency=subscription.price.currency,
+        auto_advance=not unpaid,
     )
+
+
+def customer_delete(customer: SandboxCustomer) -> None:
+    """The customer deleted in the dashboard: "Permanently deletes a customer. It cannot be
+    undone. Also immediately cancels any active subscriptions on the customer"; "Deleting
+    customers removes all credit card details and prevents any further operations"
+    (https://docs.stripe.com/api/customers/delete). Its subscriptions end now
+    (customer.subscription.deleted), its cards are detached (payment_method.detached), then
+    customer.deleted; from then on every call naming it fails with resource_missing."""
+    if customer.deleted_at is not None:
+        return
+    for subscription in customer.subscriptions.exclude(
+        status__in=["canceled", "incomplete_expired"]
+    ):
+        subscription_end(subscription)
+    for payment_method in customer.payment_methods.all():
+        emit(
+            "payment_method.detached",
+            {**objects.payment_method_json(payment_method), "customer": None},
+        )
+    customer.payment_methods.update(customer=None)
+    customer.default_payment_method = None
+    customer.deleted_at = now()
+    customer.save(update_fields=["default_payment_method", "deleted_at"])
+    emit("customer.deleted", objects.customer_json(customer))
 
 
 def pending_update_expire(subscription: SandboxSubscription) -> None:
@@ -855,7 +958,7 @@ def _due_work(at: datetime) -> bool:
     """Do one piece of due work, in time order; False when nothing is due."""
     subscription = (
         SandboxSubscription.objects.select_for_update(skip_locked=True)
-        .filter(status__in=["active", "past_due"], current_period_end__lte=at)
+        .filter(status__in=["active", "past_due", "unpaid"], current_period_end__lte=at)
         .order_by("current_period_end")
         .first()
     )
@@ -869,7 +972,8 @@ def _due_work(at: datetime) -> bool:
         .first()
     )
     if draft:
-        invoice_attempt(invoice_finalize(draft), automatic=True)
+        if invoice_finalize_checked(draft) is None:
+            invoice_attempt(draft, automatic=True)
         return True
     retry = (
         SandboxInvoice.objects.select_for_update(skip_locked=True)

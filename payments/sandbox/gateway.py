@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model
 
 from payments.gateway import (
+    RESOURCE_MISSING,
     BillingGateway,
     CardError,
     Charge,
@@ -70,13 +71,26 @@ def _remember(key: str, object_id: str) -> None:
     SandboxIdempotencyKey.objects.create(key=key, object_id=object_id)
 
 
+def _missing(kind: str, object_id: str) -> GatewayError:
+    """Stripe's answer for an object it does not have: 404 resource_missing."""
+    return GatewayError(f"No such {kind}: '{object_id}'", code=RESOURCE_MISSING, http_status=404)
+
+
 def _get(model: type[_M], object_id: str) -> _M:
     try:
         return model._default_manager.get(pk=object_id)
     except ObjectDoesNotExist:
-        raise GatewayError(
-            f"No such {model.__name__.removeprefix('Sandbox').lower()}: '{object_id}'"
-        ) from None
+        raise _missing(model.__name__.removeprefix("Sandbox").lower(), object_id) from None
+
+
+def _customer(customer_id: str) -> SandboxCustomer:
+    """The customer, if it exists and was not deleted: "Deleting customers ... prevents any
+    further operations to be performed" (https://docs.stripe.com/api/customers/delete); the
+    sandbox answers every call naming a deleted customer with resource_missing."""
+    customer = _get(SandboxCustomer, customer_id)
+    if customer.deleted_at is not None:
+        raise _missing("customer", customer_id)
+    return customer
 
 
 def _address(details: CustomerDetails) -> dict[str, str]:
@@ -150,23 +164,25 @@ class SandboxGateway(BillingGateway):
 
     def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None:
         with engine.action(), transaction.atomic():
-            customer = _get(SandboxCustomer, customer_id)
+            customer = _customer(customer_id)
             customer.name, customer.email = details.name, details.email
             customer.address, customer.tax_ids = _address(details), _tax_ids(details)
             customer.save()
             engine.emit("customer.updated", objects.customer_json(customer))
 
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
-        customer = _get(SandboxCustomer, customer_id)
+        customer = _customer(customer_id)
         if customer.default_payment_method is None:
             return None
         return parse_payment_method(objects.payment_method_json(customer.default_payment_method))
 
     def payment_method_update_url(self, *, customer_id: str, return_url: str) -> str:
+        _customer(customer_id)
         token = customer_page_token(customer_id, return_url)
         return objects.site_url("sandbox_payment_method", token)
 
     def billing_portal_url(self, *, customer_id: str, return_url: str) -> str:
+        _customer(customer_id)
         token = customer_page_token(customer_id, return_url)
         return objects.site_url("sandbox_portal", token)
 
@@ -200,7 +216,7 @@ class SandboxGateway(BillingGateway):
         failures: list[CardError] = []
 
         def make() -> str:
-            customer = _get(SandboxCustomer, customer_id)
+            customer = _customer(customer_id)
             at = engine.now()
             line = objects.invoice_line(
                 line_id=engine.new_id("il"),
@@ -267,7 +283,7 @@ class SandboxGateway(BillingGateway):
     ) -> CheckoutSession:
         return self._checkout(
             idempotency_key,
-            customer=_get(SandboxCustomer, customer_id),
+            customer=_customer(customer_id),
             mode="payment",
             amount=amount,
             currency=currency,
@@ -291,7 +307,7 @@ class SandboxGateway(BillingGateway):
         price = _get(SandboxPrice, price_id)
         return self._checkout(
             idempotency_key,
-            customer=_get(SandboxCustomer, customer_id),
+            customer=_customer(customer_id),
             mode="subscription",
             price=price,
             quantity=quantity,
@@ -320,7 +336,7 @@ class SandboxGateway(BillingGateway):
                 .first()
             )
             if session is None:
-                raise GatewayError(f"No such checkout.session: '{session_id}'")
+                raise _missing("checkout.session", session_id)
             if session.status != "complete" or session.payment_method is None:
                 return
             engine.payment_method_make_default(session.customer, session.payment_method)
@@ -351,7 +367,7 @@ class SandboxGateway(BillingGateway):
         # ... the subscription creation fails with 402").
         try:
             with engine.action(), transaction.atomic():
-                customer = _get(SandboxCustomer, customer_id)
+                customer = _customer(customer_id)
                 subscription, invoice = engine.subscription_start(
                     customer=customer,
                     price=_get(SandboxPrice, price_id),
@@ -377,7 +393,7 @@ class SandboxGateway(BillingGateway):
         subscription = _get(SandboxSubscription, subscription_id)
         lines = []
         if quantity > subscription.quantity:
-            lines.append(engine.proration_line(subscription, quantity, proration_date))
+            lines = engine.proration_lines(subscription, quantity, proration_date)
         return ProrationPreview(
             amount_due=sum(line["amount"] for line in lines),
             proration_date=proration_date,
@@ -408,12 +424,11 @@ class SandboxGateway(BillingGateway):
                 )
                 return subscription.id
             at = proration_date or engine.now()
-            line = engine.proration_line(subscription, quantity, at)
             invoice = engine.invoice_create(
                 customer=subscription.customer,
                 subscription=subscription,
                 billing_reason="subscription_update",
-                lines=[line],
+                lines=engine.proration_lines(subscription, quantity, at),
                 period_start=at,
                 period_end=at,
                 metadata=subscription.metadata,
@@ -470,6 +485,7 @@ class SandboxGateway(BillingGateway):
     # Invoices
 
     def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]:
+        _customer(customer_id)
         invoices = (
             SandboxInvoice.objects.filter(customer_id=customer_id)
             .select_related("customer", "subscription")
@@ -493,7 +509,9 @@ class SandboxGateway(BillingGateway):
         def make() -> str:
             invoice = SandboxInvoice.objects.select_for_update().get(pk=invoice_id)
             if invoice.status == "draft":
-                engine.invoice_finalize(invoice)
+                invoice.auto_advance = False
+                if error := engine.invoice_finalize_checked(invoice):
+                    raise error
             if invoice.status != "open":
                 raise GatewayError(f"Invoice {invoice.number or invoice.id} is {invoice.status}.")
             if error := engine.invoice_attempt(invoice, return_url=return_url):
@@ -508,11 +526,25 @@ class SandboxGateway(BillingGateway):
             raise _failure(_get(SandboxInvoice, invoice_id), return_url=return_url)
         return invoice
 
+    def invoice_finalize(self, *, invoice_id: str) -> Invoice:
+        with engine.action(), transaction.atomic():
+            invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
+            if invoice is None:
+                raise _missing("invoice", invoice_id)
+            error = None
+            if invoice.status == "draft":
+                # As the Stripe gateway asks: the caller pays it at once itself.
+                invoice.auto_advance = False
+                error = engine.invoice_finalize_checked(invoice)
+        if error is not None:
+            raise error  # after the commit: the failure and its event are kept, as Stripe's
+        return self.invoice_retrieve(invoice_id=invoice_id)
+
     def invoice_void(self, *, invoice_id: str) -> Invoice:
         with engine.action(), transaction.atomic():
             invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
             if invoice is None:
-                raise GatewayError(f"No such invoice: '{invoice_id}'")
+                raise _missing("invoice", invoice_id)
             if invoice.status in ("draft", "open", "uncollectible"):
                 engine.invoice_void(invoice)
             elif invoice.status != "void":
@@ -557,7 +589,7 @@ class SandboxGateway(BillingGateway):
         def make() -> str:
             invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
             if invoice is None:
-                raise GatewayError(f"No such invoice: '{invoice_id}'")
+                raise _missing("invoice", invoice_id)
             return engine.refund_create(invoice, amount=amount, reason=reason, metadata=metadata).id
 
         refund_id = self._once(idempotency_key, make)

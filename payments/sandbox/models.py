@@ -27,6 +27,9 @@ class SandboxCustomer(models.Model):
         "SandboxPaymentMethod", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created = models.DateTimeField(default=timezone.now)
+    # Deleted in the dashboard (`sandbox_customer_delete`): every later call naming it fails
+    # with resource_missing, as Stripe's do.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "payments"
@@ -136,6 +139,12 @@ class SandboxInvoice(models.Model):
     first_failed_at = models.DateTimeField(null=True, blank=True)
     next_payment_attempt = models.DateTimeField(null=True, blank=True)
     auto_finalize_at = models.DateTimeField(null=True, blank=True)
+    # Stripe's auto_advance: false for the renewals of an unpaid subscription, which stay drafts
+    # until someone finalizes and pays them.
+    auto_advance = models.BooleanField(default=True)
+    # Why the last finalization failed (Stripe's last_finalization_error): code and message.
+    last_finalization_error_code = models.CharField(max_length=60, blank=True)
+    last_finalization_error = models.CharField(max_length=300, blank=True)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     lines = models.JSONField(default=list)

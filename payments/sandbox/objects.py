@@ -169,7 +169,7 @@ def invoice_json(invoice: SandboxInvoice) -> dict[str, Any]:
         "amount_remaining": invoice.amount_due - invoice.amount_paid,
         "attempt_count": invoice.attempt_count,
         "attempted": invoice.attempt_count > 0,
-        "auto_advance": invoice.status in ("draft", "open"),
+        "auto_advance": invoice.auto_advance and invoice.status in ("draft", "open"),
         "billing_reason": invoice.billing_reason,
         "collection_method": "charge_automatically",
         "created": ts(invoice.created),
@@ -180,7 +180,15 @@ def invoice_json(invoice: SandboxInvoice) -> dict[str, Any]:
         "description": invoice.description or None,
         "hosted_invoice_url": site_url("sandbox_invoice", invoice.id) if finalized else None,
         "invoice_pdf": site_url("sandbox_invoice_pdf", invoice.id) if finalized else None,
-        "last_finalization_error": None,
+        "last_finalization_error": {
+            "type": "invalid_request_error",
+            "code": invoice.last_finalization_error_code,
+            "message": invoice.last_finalization_error,
+            "doc_url": "https://docs.stripe.com/error-codes/"
+            + invoice.last_finalization_error_code.replace("_", "-"),
+        }
+        if invoice.last_finalization_error_code
+        else None,
         "lines": {
             "object": "list",
             "data": invoice.lines,

@@ -58,7 +58,9 @@ def _claims(token: str) -> dict[str, str]:
 def payment_method(request: HttpRequest, token: str) -> HttpResponse:
     claims = _claims(token)
     customer = get_object_or_404(
-        SandboxCustomer.objects.select_related("default_payment_method"), pk=claims["customer"]
+        SandboxCustomer.objects.select_related("default_payment_method"),
+        pk=claims["customer"],
+        deleted_at__isnull=True,
     )
     form = CardForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -76,7 +78,9 @@ def payment_method(request: HttpRequest, token: str) -> HttpResponse:
 def portal(request: HttpRequest, token: str) -> HttpResponse:
     claims = _claims(token)
     customer = get_object_or_404(
-        SandboxCustomer.objects.select_related("default_payment_method"), pk=claims["customer"]
+        SandboxCustomer.objects.select_related("default_payment_method"),
+        pk=claims["customer"],
+        deleted_at__isnull=True,
     )
     invoices = (
         SandboxInvoice.objects.filter(customer=customer)
