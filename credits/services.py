@@ -955,19 +955,85 @@ def member_budget_set(
 # Refunds and disputes: money that went back to the card takes its credits back
 
 
+PURCHASE_KINDS = frozenset({Purchase.Kind.CREDIT_PURCHASE, Purchase.Kind.AUTO_TOPUP})
+
+
+def purchase_id_in(metadata: dict[str, str]) -> int | None:
+    """The purchase a gateway object (invoice, Checkout session) was made for, from the metadata
+    `_purchase_metadata` gave it; None for anything else (seats, absurd values)."""
+    if metadata.get("kind") not in PURCHASE_KINDS:
+        return None
+    text = str(metadata.get("purchase_id") or "")
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
+class PaymentNotSettled(Exception):
+    """A refund or dispute names a purchase whose payment the gateway does not show as paid yet;
+    the event is retried until it does (never dropped)."""
+
+
 def purchase_for_payment(*, payment_intent: str) -> Purchase | None:
-    """The paid purchase a gateway payment (PaymentIntent) paid for, if it was a purchase."""
+    """The purchase a gateway payment (PaymentIntent) paid for, if it was a purchase, credited.
+
+    A refund or a dispute can arrive before the purchase is credited (Stripe promises no order:
+    the completion webhook is late, or failed once, or the buyer never came back from Checkout).
+    Then the gateway is asked: when it shows the purchase's invoice paid, the purchase is credited
+    now through `purchase_mark_paid` (the same service and ledger key as the completion webhook,
+    which then finds it done), so that the reversal that follows takes back credits that were
+    given. Gateway calls come first; each write is its own short transaction."""
     if not payment_intent:
         return None
-    paid = Purchase.objects.select_related("account__organization", "account__user").filter(
-        status=Purchase.Status.PAID
+    purchases = Purchase.objects.select_related("account__organization", "account__user")
+    purchase = purchases.filter(payment_intent_id=payment_intent).first()
+    if purchase is not None and purchase.status == Purchase.Status.PAID:
+        return purchase
+    gateway = get_gateway()
+    invoice_id = (purchase.gateway_invoice_id if purchase else "") or gateway.payment_invoice_id(
+        payment_intent=payment_intent
     )
-    if purchase := paid.filter(payment_intent_id=payment_intent).first():
+    if not invoice_id:
+        return None
+    purchase = purchase or purchases.filter(gateway_invoice_id=invoice_id).first()
+    if purchase is not None and purchase.status == Purchase.Status.PAID:
         return purchase
-    invoice_id = get_gateway().payment_invoice_id(payment_intent=payment_intent)
-    if invoice_id and (purchase := paid.filter(gateway_invoice_id=invoice_id).first()):
-        return purchase
-    return None
+    invoice = gateway.invoice_retrieve(invoice_id=invoice_id)
+    if purchase is None:
+        purchase_id = purchase_id_in(invoice.metadata)
+        purchase = purchases.filter(pk=purchase_id).first() if purchase_id else None
+    if purchase is None or not _invoice_is_the_payers(invoice, purchase):
+        return None
+    if not invoice.paid:
+        raise PaymentNotSettled(
+            f"purchase {purchase.pk}: payment {payment_intent} was reversed but its invoice "
+            f"{invoice.id} is {invoice.status}"
+        )
+    purchase_invoice_record(purchase_id=purchase.pk, invoice=invoice)
+    purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=payment_intent)
+    if purchase_mark_paid(purchase_id=purchase.pk, invoice_id=invoice.id):
+        logger.info(
+            "purchase %s credited on the news of a reversal of its payment %s",
+            purchase.pk,
+            payment_intent,
+        )
+    return purchases.get(pk=purchase.pk)
+
+
+def _invoice_is_the_payers(invoice: Invoice, purchase: Purchase) -> bool:
+    """The invoice was issued to the customer of the purchase's payer: metadata alone never
+    moves money between accounts."""
+    customer = _billing_profile(purchase.account).gateway_customer_id
+    if customer and invoice.customer == customer:
+        return True
+    logger.warning(
+        "invoice %s names purchase %s but belongs to customer %s, not %s",
+        invoice.id,
+        purchase.pk,
+        invoice.customer,
+        customer,
+    )
+    return False
 
 
 def _reversal_locked(

@@ -1,11 +1,11 @@
 """Purchases reported by the gateway's events. Each only credits what is not credited yet; refunds
 and disputes of purchases take their credits back, once per refund or dispute id."""
 
-from credits.models import Purchase
 from credits.services import (
     purchase_checkout_payment_record,
     purchase_dispute_record,
     purchase_for_payment,
+    purchase_id_in,
     purchase_invoice_record,
     purchase_mark_paid,
     purchase_refund_record,
@@ -15,22 +15,11 @@ from payments.factory import get_gateway
 from payments.gateway import object_id, parse_checkout_session, parse_invoice
 from payments.models import WebhookEvent
 
-PURCHASE_KINDS = {Purchase.Kind.CREDIT_PURCHASE, Purchase.Kind.AUTO_TOPUP}
-
-
-def _purchase_id(metadata: dict[str, str]) -> int | None:
-    if metadata.get("kind") not in PURCHASE_KINDS:
-        return None
-    try:
-        return int(metadata["purchase_id"])
-    except (KeyError, ValueError):
-        return None
-
 
 @handles("invoice.paid")
 def invoice_paid(event: WebhookEvent) -> None:
     invoice = parse_invoice(event.object)
-    if (purchase_id := _purchase_id(invoice.metadata)) is not None:
+    if (purchase_id := purchase_id_in(invoice.metadata)) is not None:
         purchase_invoice_record(purchase_id=purchase_id, invoice=invoice)
         purchase_mark_paid(purchase_id=purchase_id, invoice_id=invoice.id)
 
@@ -38,7 +27,7 @@ def invoice_paid(event: WebhookEvent) -> None:
 @handles("checkout.session.completed", "checkout.session.async_payment_succeeded")
 def checkout_paid(event: WebhookEvent) -> None:
     session = parse_checkout_session(event.object)
-    purchase_id = _purchase_id(session.metadata)
+    purchase_id = purchase_id_in(session.metadata)
     if purchase_id is None or session.payment_status != "paid":
         return
     # Checkout saved the card; make it the one future purchases and top-ups charge.
