@@ -171,8 +171,12 @@ class StripeAccount(stripe.HTTPClient):
             return _missing("checkout.session", id)
         expand = params.get("expand") or []
         answer = dict(session)
-        if "payment_intent" in expand and session["payment_intent"]:
-            answer["payment_intent"] = self.objects[session["payment_intent"]]
+        if {"payment_intent", "payment_intent.payment_method"} & set(expand) and (
+            intent := self.objects.get(session["payment_intent"] or "")
+        ):
+            answer["payment_intent"] = dict(intent)
+            if "payment_intent.payment_method" in expand:
+                answer["payment_intent"]["payment_method"] = self.objects[intent["payment_method"]]
         return 200, answer
 
     def _invoice_payments(self, params: Json) -> tuple[int, Json]:
@@ -332,6 +336,68 @@ class StripeAccount(stripe.HTTPClient):
             self.event("invoice.finalized", invoice),
             self.event("invoice.paid", invoice),
             self.event("checkout.session.completed", session),
+        ]
+
+    def checkout_expired(self, session_id: str) -> list[Json]:
+        """Nobody paid within 24 hours: `checkout.session.expired`."""
+        session = self.objects[session_id]
+        session.update(status="expired", url=None)
+        return [self.event("checkout.session.expired", session)]
+
+    def checkout_by_bank_debit(self, session_id: str) -> list[Json]:
+        """The buyer pays with a US bank account (ACH Direct Debit, a delayed notification
+        method): the session completes unpaid while the payment is processing
+        (https://docs.stripe.com/checkout/fulfillment#delayed-notification)."""
+        session = self.objects[session_id]
+        account = self.keep(
+            {
+                "id": self.new_id("pm"),
+                "object": "payment_method",
+                "type": "us_bank_account",
+                "us_bank_account": {"bank_name": "STRIPE TEST BANK", "last4": "2227"},
+                "customer": session["customer"],
+                "created": self.now(),
+                "livemode": False,
+                "metadata": {},
+            }
+        )
+        intent = self.keep(
+            {
+                "id": self.new_id("pi"),
+                "object": "payment_intent",
+                "amount": session["amount_total"],
+                "amount_received": 0,
+                "currency": "usd",
+                "customer": session["customer"],
+                "last_payment_error": None,
+                "payment_method": account["id"],
+                "payment_method_types": ["us_bank_account"],
+                "status": "processing",
+                "metadata": session["metadata"],
+            }
+        )
+        session.update(status="complete", payment_status="unpaid", payment_intent=intent["id"])
+        session["url"] = None
+        return [
+            self.event("payment_intent.processing", intent),
+            self.event("checkout.session.completed", session),
+        ]
+
+    def bank_debit_failed(self, session_id: str) -> list[Json]:
+        """Days later the bank refuses the debit: `checkout.session.async_payment_failed`."""
+        session = self.objects[session_id]
+        intent = self.objects[session["payment_intent"]]
+        intent.update(
+            status="requires_payment_method",
+            last_payment_error={
+                "type": "invalid_request_error",
+                "code": "payment_method_insufficient_funds",
+                "message": "The customer's account has insufficient funds to cover this payment.",
+            },
+        )
+        return [
+            self.event("payment_intent.payment_failed", intent),
+            self.event("checkout.session.async_payment_failed", session),
         ]
 
     def charge_of(self, payment_intent: str) -> Json:

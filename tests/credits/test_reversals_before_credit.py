@@ -23,9 +23,7 @@ from django.utils import timezone
 
 from credits.models import LedgerEntry, Purchase, PurchaseReversal
 from credits.services import account_for
-from payments import factory
 from payments.sandbox.models import SandboxEvent, SandboxInvoice
-from payments.stripe_gateway import StripeGateway
 from tests.conftest import World, client_for
 from tests.credits.stripe_account import StripeAccount
 from tests.credits.test_purchases import save_card
@@ -141,18 +139,7 @@ def test_a_chargeback_that_arrives_before_invoice_paid_is_applied(world: World) 
 
 
 # The same through Stripe: Stripe-shaped events, the real StripeGateway over a stateful fake of
-# Stripe's API (tests/credits/stripe_account.py).
-
-
-@pytest.fixture
-def stripe_account(settings: Any, monkeypatch: pytest.MonkeyPatch) -> StripeAccount:
-    account = StripeAccount()
-    settings.BILLING_GATEWAY = "stripe"
-    settings.STRIPE_SECRET_KEY = "sk_test_51KiloBillingFakeKey"
-    monkeypatch.setattr(
-        factory, "_stripe_gateway", lambda key: StripeGateway(api_key=key, http_client=account)
-    )
-    return account
+# Stripe's API (tests/credits/stripe_account.py, the `stripe_account` fixture).
 
 
 def bought_through_stripe_checkout(world: World, amount_cents: int) -> Purchase:
