@@ -141,12 +141,12 @@ def test_a_bank_debit_completes_the_checkout_unpaid_then_settles_4_days_later() 
         done = gateway.checkout_session_retrieve(session_id=session.id)
         assert (done.status, done.payment_status, done.invoice) == ("complete", "unpaid", "")
         assert done.payment_intent.startswith("pi_")
-        assert event_types()[-3:] == [
+        assert {
             "payment_intent.created",
             "payment_intent.processing",
             "checkout.session.completed",
-        ]
-        completed = events()[-1][1]
+        } <= set(event_types())
+        completed = next(obj for kind, obj in events() if kind == "checkout.session.completed")
         assert (completed["payment_status"], completed["payment_method_types"]) == (
             "unpaid",
             ["card", "us_bank_account"],
@@ -154,6 +154,7 @@ def test_a_bank_debit_completes_the_checkout_unpaid_then_settles_4_days_later() 
         assert not SandboxInvoice.objects.exists()
     with time_machine.travel(START + timedelta(days=3, hours=23), tick=False):
         assert engine.tick() == 0
+    before = len(event_types())
     with time_machine.travel(START + timedelta(days=4), tick=False):
         assert engine.tick() == 1
         settled = gateway.checkout_session_retrieve(session_id=session.id)
@@ -166,9 +167,14 @@ def test_a_bank_debit_completes_the_checkout_unpaid_then_settles_4_days_later() 
         )
         assert settled.invoice == invoice.id
         assert invoice.metadata == {"kind": "credit_purchase", "purchase_id": "7"}
-        later = event_types()[event_types().index("checkout.session.completed") + 1 :]
-        assert later[-1] == "checkout.session.async_payment_succeeded"
-        assert {"invoice.paid", "payment_intent.succeeded", "charge.succeeded"} <= set(later)
+        later = set(event_types()[before:])
+        assert {
+            "checkout.session.async_payment_succeeded",
+            "invoice.paid",
+            "payment_intent.succeeded",
+            "charge.succeeded",
+        } <= later
+        assert "checkout.session.completed" not in later
         charge = next(obj for kind, obj in events() if kind == "charge.succeeded")
         assert charge["payment_method_details"]["type"] == "us_bank_account"
         assert engine.tick() == 0
@@ -189,11 +195,10 @@ def test_a_bank_debit_that_fails_says_so_4_days_later(account: str, code: str) -
         engine.tick()
     failed = gateway.checkout_session_retrieve(session_id=session.id)
     assert (failed.status, failed.payment_status, failed.invoice) == ("complete", "unpaid", "")
-    assert event_types()[-2:] == [
-        "payment_intent.payment_failed",
-        "checkout.session.async_payment_failed",
-    ]
-    intent = events()[-2][1]
+    assert {"payment_intent.payment_failed", "checkout.session.async_payment_failed"} <= set(
+        event_types()
+    )
+    intent = next(obj for kind, obj in events() if kind == "payment_intent.payment_failed")
     assert intent["status"] == "requires_payment_method"
     assert intent["last_payment_error"]["code"] == f"payment_method_{code}"
     assert not SandboxInvoice.objects.exists()
@@ -263,17 +268,18 @@ def test_a_refund_changes_an_hour_later(
         invoice = paid_invoice()
         refund = engine.refund_create(invoice, amount=4_000, outcome=outcome)
         assert refund.status == first
-        assert event_types()[-2:] == ["charge.refunded", "refund.created"]
+        assert {"charge.refunded", "refund.created"} <= set(event_types())
         invoice.refresh_from_db()
         assert invoice.amount_refunded == 4_000  # a pending refund counts against what is left
     with time_machine.travel(START + timedelta(minutes=59), tick=False):
         assert engine.tick() == 0
+    before = len(event_types())
     with time_machine.travel(START + timedelta(hours=1), tick=False):
         assert engine.tick() == 1
     refund.refresh_from_db()
     assert (refund.status, refund.next_status, refund.changes_at) == (then, "", None)
-    assert event_types()[-len(events_then) :] == events_then
-    assert events()[-1][1]["status"] == then
+    assert sorted(event_types()[before:]) == sorted(events_then)
+    assert {obj["status"] for _, obj in events()[before:]} == {then}
     invoice.refresh_from_db()
     # A failed refund returned nothing: the charge has the money to refund again.
     assert invoice.amount_refunded == (0 if then == "failed" else 4_000)
