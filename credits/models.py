@@ -247,8 +247,14 @@ class Purchase(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        # Paid at Checkout with a bank debit: the bank has not settled it yet (Stripe's
+        # `payment_status=unpaid` on a completed session), credited when it does.
+        PROCESSING = "processing"
         PAID = "paid"
+        # Declined, or a bank debit that failed later (checkout.session.async_payment_failed).
         FAILED = "failed"
+        # Its Checkout expired unpaid (checkout.session.expired): nothing was charged.
+        EXPIRED = "expired"
 
     class Kind(models.TextChoices):
         CREDIT_PURCHASE = "credit_purchase", "Credit purchase"

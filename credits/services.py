@@ -83,6 +83,11 @@ AUTO_TOPUP_STALE_AFTER = timedelta(minutes=10)
 AUTO_TOPUP_AUTHENTICATION_WAIT = timedelta(hours=24)
 # Credits are priced in US dollars (microdollars): purchases are charged in USD.
 CREDITS_CURRENCY = "usd"
+# A purchase not paid yet and not ended: waiting for the buyer, their bank, or the gateway.
+WAITING = (Purchase.Status.PENDING, Purchase.Status.PROCESSING)
+# The same words as an expired seat Checkout (seats.services.seats_checkout_expired).
+CHECKOUT_EXPIRED_MESSAGE = "The payment page expired before it was paid."
+BANK_DEBIT_FAILED_MESSAGE = "Your bank did not complete the payment."
 
 
 def account_for(
@@ -483,7 +488,7 @@ def credits_purchase(
 
 
 def _purchase_outcome(purchase: Purchase) -> PurchaseStart:
-    if purchase.status == Purchase.Status.FAILED:
+    if purchase.status in (Purchase.Status.FAILED, Purchase.Status.EXPIRED):
         raise PurchaseDeclined(purchase.failure_message or "The payment failed.")
     if purchase.status == Purchase.Status.PENDING and purchase.checkout_session_id:
         session = get_gateway().checkout_session_retrieve(session_id=purchase.checkout_session_id)
@@ -556,7 +561,7 @@ def _purchase_await_authentication(purchase: Purchase, *, url: str, actor: User 
 def purchase_refresh(*, purchase: Purchase) -> bool:
     """Ask the gateway about a purchase still pending (back from Checkout or from the bank's
     authentication page), so that the credits show at once. True when it credits now."""
-    if purchase.status != Purchase.Status.PENDING:
+    if purchase.status not in WAITING:
         return False
     if purchase.checkout_session_id:
         return purchase_confirm_checkout(purchase=purchase)
@@ -669,10 +674,16 @@ def purchase_mark_paid(*, purchase_id: int, invoice_id: str = "") -> bool:
 
 def purchase_confirm_checkout(*, purchase: Purchase) -> bool:
     """Back from Checkout: ask the gateway whether it is paid, so the credits show at once."""
-    if purchase.status != Purchase.Status.PENDING or not purchase.checkout_session_id:
+    if purchase.status not in WAITING or not purchase.checkout_session_id:
         return False
     gateway = get_gateway()
     session = gateway.checkout_session_retrieve(session_id=purchase.checkout_session_id)
+    if session.status == "expired":
+        purchase_checkout_expired(session_id=session.id)
+        return False
+    if session.status == "complete" and session.payment_status == "unpaid":
+        purchase_checkout_processing(session_id=session.id, payment_intent=session.payment_intent)
+        return False
     if session.status != "complete" or session.payment_status != "paid":
         return False
     # Checkout saved the card; make it the one later purchases and top-ups charge.
@@ -696,6 +707,97 @@ def purchase_checkout_payment_record(*, purchase_id: int, payment_intent: str) -
         Purchase.objects.filter(pk=purchase_id, payment_intent_id="").update(
             payment_intent_id=payment_intent[:80]
         )
+
+
+# Checkout purchases that end unpaid, and bank debits on their way
+
+
+def purchase_checkout_processing(*, session_id: str, payment_intent: str) -> bool:
+    """Checkout completed with a bank debit that has not settled (`payment_status=unpaid`): the
+    purchase waits for the bank and is credited when its payment succeeds
+    (`checkout.session.async_payment_succeeded`). Only a purchase still pending moves, so a late
+    `completed` never revives one that failed meanwhile. True when it moved now."""
+    purchase = Purchase.objects.filter(checkout_session_id=session_id).first()
+    if purchase is None or not session_id:
+        return False
+    purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=payment_intent)
+    with transaction.atomic():
+        moved = Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+            status=Purchase.Status.PROCESSING, action_url=""
+        )
+        if moved:
+            audit_record(
+                organization=purchase.account.organization,
+                actor=None,
+                action=f"{purchase.kind}.processing",
+                target=f"purchase {purchase.pk}",
+                amount_cents=purchase.amount_cents,
+            )
+    return bool(moved)
+
+
+def purchase_checkout_expired(*, session_id: str) -> bool:
+    """Checkout expired unpaid (`checkout.session.expired`, 24 hours after it opened): the
+    purchase ends as expired and the buyer is told. Nothing was charged; buying again is a new
+    purchase."""
+    return _purchase_end(
+        session_id=session_id, status=Purchase.Status.EXPIRED, message=CHECKOUT_EXPIRED_MESSAGE
+    )
+
+
+def purchase_checkout_failed(*, session_id: str) -> bool:
+    """The bank debit of a completed Checkout failed (`checkout.session.async_payment_failed`):
+    the purchase ends as failed and the buyer is told."""
+    return _purchase_end(
+        session_id=session_id, status=Purchase.Status.FAILED, message=BANK_DEBIT_FAILED_MESSAGE
+    )
+
+
+def _purchase_end(*, session_id: str, status: str, message: str) -> bool:
+    """End the Checkout's purchase unpaid, once, if it is still waiting. A purchase paid or ended
+    already stays as it is, whatever event comes later (never credited by one: only a payment
+    the gateway shows as made credits, see `purchase_for_payment`). True when it ended now."""
+    if not session_id:
+        return False
+    with transaction.atomic():
+        purchase = (
+            Purchase.objects.select_for_update(of=("self",))
+            .select_related("account__organization", "account__user", "created_by")
+            .filter(checkout_session_id=session_id, status__in=WAITING)
+            .first()
+        )
+        if purchase is None:
+            return False
+        purchase.status, purchase.failure_message = status, message
+        purchase.action_url = ""
+        purchase.save(update_fields=["status", "failure_message", "action_url"])
+        account = purchase.account
+        audit_record(
+            organization=account.organization,
+            actor=None,
+            action=f"{purchase.kind}.{status}",
+            target=f"purchase {purchase.pk}",
+            amount_cents=purchase.amount_cents,
+            reason=message,
+        )
+        buyer = purchase.created_by
+        expired = status == Purchase.Status.EXPIRED
+        email_after_commit(
+            recipients=[buyer.email] if buyer and buyer.is_active else _money_contacts(account),
+            subject=(
+                f"Your purchase of {cents(purchase.amount_cents)} of credits was not completed"
+                if expired
+                else f"Your bank payment of {cents(purchase.amount_cents)} for credits failed"
+            ),
+            template="emails/credits_purchase_ended.txt",
+            context={
+                "purchase": purchase,
+                "account": account,
+                "expired": expired,
+                "buy_url": buy_credits_url(account),
+            },
+        )
+    return True
 
 
 # Auto top-up
@@ -960,19 +1062,85 @@ def member_budget_set(
 # Refunds and disputes: money that went back to the card takes its credits back
 
 
+PURCHASE_KINDS = frozenset({Purchase.Kind.CREDIT_PURCHASE, Purchase.Kind.AUTO_TOPUP})
+
+
+def purchase_id_in(metadata: dict[str, str]) -> int | None:
+    """The purchase a gateway object (invoice, Checkout session) was made for, from the metadata
+    `_purchase_metadata` gave it; None for anything else (seats, absurd values)."""
+    if metadata.get("kind") not in PURCHASE_KINDS:
+        return None
+    text = str(metadata.get("purchase_id") or "")
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
+class PaymentNotSettled(Exception):
+    """A refund or dispute names a purchase whose payment the gateway does not show as paid yet;
+    the event is retried until it does (never dropped)."""
+
+
 def purchase_for_payment(*, payment_intent: str) -> Purchase | None:
-    """The paid purchase a gateway payment (PaymentIntent) paid for, if it was a purchase."""
+    """The purchase a gateway payment (PaymentIntent) paid for, if it was a purchase, credited.
+
+    A refund or a dispute can arrive before the purchase is credited (Stripe promises no order:
+    the completion webhook is late, or failed once, or the buyer never came back from Checkout).
+    Then the gateway is asked: when it shows the purchase's invoice paid, the purchase is credited
+    now through `purchase_mark_paid` (the same service and ledger key as the completion webhook,
+    which then finds it done), so that the reversal that follows takes back credits that were
+    given. Gateway calls come first; each write is its own short transaction."""
     if not payment_intent:
         return None
-    paid = Purchase.objects.select_related("account__organization", "account__user").filter(
-        status=Purchase.Status.PAID
+    purchases = Purchase.objects.select_related("account__organization", "account__user")
+    purchase = purchases.filter(payment_intent_id=payment_intent).first()
+    if purchase is not None and purchase.status == Purchase.Status.PAID:
+        return purchase
+    gateway = get_gateway()
+    invoice_id = (purchase.gateway_invoice_id if purchase else "") or gateway.payment_invoice_id(
+        payment_intent=payment_intent
     )
-    if purchase := paid.filter(payment_intent_id=payment_intent).first():
+    if not invoice_id:
+        return None
+    purchase = purchase or purchases.filter(gateway_invoice_id=invoice_id).first()
+    if purchase is not None and purchase.status == Purchase.Status.PAID:
         return purchase
-    invoice_id = get_gateway().payment_invoice_id(payment_intent=payment_intent)
-    if invoice_id and (purchase := paid.filter(gateway_invoice_id=invoice_id).first()):
-        return purchase
-    return None
+    invoice = gateway.invoice_retrieve(invoice_id=invoice_id)
+    if purchase is None:
+        purchase_id = purchase_id_in(invoice.metadata)
+        purchase = purchases.filter(pk=purchase_id).first() if purchase_id else None
+    if purchase is None or not _invoice_is_the_payers(invoice, purchase):
+        return None
+    if not invoice.paid:
+        raise PaymentNotSettled(
+            f"purchase {purchase.pk}: payment {payment_intent} was reversed but its invoice "
+            f"{invoice.id} is {invoice.status}"
+        )
+    purchase_invoice_record(purchase_id=purchase.pk, invoice=invoice)
+    purchase_checkout_payment_record(purchase_id=purchase.pk, payment_intent=payment_intent)
+    if purchase_mark_paid(purchase_id=purchase.pk, invoice_id=invoice.id):
+        logger.info(
+            "purchase %s credited on the news of a reversal of its payment %s",
+            purchase.pk,
+            payment_intent,
+        )
+    return purchases.get(pk=purchase.pk)
+
+
+def _invoice_is_the_payers(invoice: Invoice, purchase: Purchase) -> bool:
+    """The invoice was issued to the customer of the purchase's payer: metadata alone never
+    moves money between accounts."""
+    customer = _billing_profile(purchase.account).gateway_customer_id
+    if customer and invoice.customer == customer:
+        return True
+    logger.warning(
+        "invoice %s names purchase %s but belongs to customer %s, not %s",
+        invoice.id,
+        purchase.pk,
+        invoice.customer,
+        customer,
+    )
+    return False
 
 
 def _reversal_locked(

@@ -203,10 +203,11 @@ def purchase(request: HttpRequest, purchase_id: int, org_id: UUID | None = None)
     scope = _scope(request, org_id)
     record = get_object_or_404(selectors.purchases(account=scope.account), pk=purchase_id)
     try:
-        if services.purchase_refresh(purchase=record):
-            record.refresh_from_db()
+        # Credited, ended (its Checkout expired) or on its way (a bank debit) by the answer.
+        services.purchase_refresh(purchase=record)
     except GatewayError:
         messages.info(request, "The payment provider did not answer; reload in a moment.")
+    record.refresh_from_db()
     scope.account.refresh_from_db()
     return render(request, "credits/purchase.html", {**scope.context, "purchase": record})
 

@@ -166,6 +166,13 @@ FORMATTERS: dict[str, Formatter] = {
     "credit_purchase.failed": lambda t, d: (
         f"A credit purchase of {_money(d, 'amount_cents')} failed{_because(d)}"
     ),
+    "credit_purchase.expired": lambda t, d: (
+        f"A credit purchase of {_money(d, 'amount_cents')} was not completed{_because(d)}"
+    ),
+    "credit_purchase.processing": lambda t, d: (
+        f"A credit purchase of {_money(d, 'amount_cents')} was paid by bank debit, waiting for "
+        "the bank"
+    ),
     "auto_topup.paid": lambda t, d: f"Auto top-up bought {_money(d, 'amount_cents')} of credits",
     "auto_topup.failed": lambda t, d: (
         f"Auto top-up of {_money(d, 'amount_cents')} failed{_because(d)}"

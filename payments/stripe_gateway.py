@@ -424,7 +424,7 @@ class StripeGateway(BillingGateway):
         with _stripe_errors():
             session = _plain(
                 self._v1.checkout.sessions.retrieve(
-                    session_id, {"expand": ["payment_intent", "subscription"]}
+                    session_id, {"expand": ["payment_intent.payment_method", "subscription"]}
                 )
             )
             intent = session.get("payment_intent") or {}
@@ -435,6 +435,10 @@ class StripeGateway(BillingGateway):
                 else None
             )
             if isinstance(method, dict):
+                if method.get("type", "card") != "card":
+                    # A bank debit paid it (ACH, SEPA): off-session purchases and top-ups are
+                    # charged to a card, which stays the one saved.
+                    return
                 method = method.get("id")
             if not method or not session.get("customer"):
                 return

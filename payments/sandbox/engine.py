@@ -50,7 +50,17 @@ from payments.sandbox.models import (
 RETRY_SCHEDULE_DAYS = (1, 3, 5)
 PENDING_UPDATE_LIFETIME = timedelta(hours=23)
 RENEWAL_FINALIZE_DELAY = timedelta(hours=1)
+# "By default, a Checkout Session expires 24 hours after creation"
+# (https://docs.stripe.com/api/checkout/sessions/create#create_checkout_session-expires_at).
 CHECKOUT_LIFETIME = timedelta(hours=24)
+# ACH Direct Debit "is a delayed notification payment method ... A payment typically takes 4
+# business days to arrive in your account"
+# (https://docs.stripe.com/payments/ach-direct-debit/accept-a-payment): the sandbox settles (or
+# fails) a bank debit 4 days after Checkout completed, by its clock.
+BANK_DEBIT_SETTLES_AFTER = timedelta(days=4)
+# Stripe's asynchronous refunds change "some time later" (https://docs.stripe.com/testing#refunds);
+# the sandbox's, one hour later by its clock.
+REFUND_CHANGES_AFTER = timedelta(hours=1)
 _ALPHABET = string.ascii_letters + string.digits
 # Named, not imported: the tasks module imports this one.
 DELIVER_TASK = "payments.sandbox.tasks.sandbox_event_deliver"
@@ -212,6 +222,8 @@ class TestCard:
     # (docs/decisions.md).
     declines_at_entry: bool = False
     card_page_attaches: bool = False
+    # How a refund of a payment made with it goes (Refunds: at once, pending, failed later).
+    refunds: str = SandboxPaymentMethod.Refunds.AT_ONCE
 
 
 TEST_CARDS: dict[str, TestCard] = {
@@ -243,6 +255,12 @@ TEST_CARDS: dict[str, TestCard] = {
     # "Always authenticate: requires authentication on all transactions, regardless of how the
     # card is set up."
     "4000002760003184": TestCard("visa", Behaviour.REQUIRES_AUTHENTICATION),
+    # "Asynchronous success: ... If you initiate a refund, its status begins as pending. Some
+    # time later, its status transitions to succeeded and sends a refund.updated event."
+    "4000000000007726": TestCard("visa", refunds=SandboxPaymentMethod.Refunds.PENDING),
+    # "Asynchronous failure: ... its status begins as succeeded. Some time later, its status
+    # transitions to failed and sends a refund.failed event."
+    "4000000000005126": TestCard("visa", refunds=SandboxPaymentMethod.Refunds.FAIL_LATER),
 }  # fmt: skip
 DECLINE_MESSAGES = {
     "insufficient_funds": "Your card has insufficient funds.",
@@ -320,11 +338,82 @@ def payment_method_attach(
         behaviour=test_card.behaviour,
         error_code=test_card.error_code,
         decline_code=test_card.decline_code,
+        refunds=test_card.refunds,
     )
     emit("payment_method.attached", objects.payment_method_json(payment_method))
     if make_default:
         payment_method_make_default(customer, payment_method)
     return payment_method
+
+
+# Bank debits: Stripe's test bank accounts for ACH Direct Debit
+# (https://docs.stripe.com/testing#ach-direct-debit), all at routing number 110000000.
+
+TEST_ROUTING_NUMBER = "110000000"
+TEST_BANK_NAME = "STRIPE TEST BANK"
+
+
+@dataclass(frozen=True)
+class TestBankAccount:
+    behaviour: str
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+TEST_BANK_ACCOUNTS: dict[str, TestBankAccount] = {
+    # "The payment succeeds."
+    "000123456789": TestBankAccount(Behaviour.SETTLES_LATER),
+    # "The payment fails due to insufficient funds."
+    "000222222227": TestBankAccount(
+        Behaviour.FAILS_LATER,
+        "insufficient_funds",
+        "The customer's account has insufficient funds to cover this payment.",
+    ),
+    # "The payment fails because the account is closed."
+    "000111111113": TestBankAccount(
+        Behaviour.FAILS_LATER, "account_closed", "The customer's bank account has been closed."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BankAccount:
+    routing_number: str
+    account_number: str
+    holder_name: str
+
+
+def bank_account_attach(*, customer: SandboxCustomer, account: BankAccount) -> SandboxPaymentMethod:
+    """Attach a US bank account given at Checkout (CardError, the sandbox's word for a payment
+    method refused at entry, unless it is one of Stripe's test accounts)."""
+    routing = "".join(ch for ch in account.routing_number if ch.isdigit())
+    number = "".join(ch for ch in account.account_number if ch.isdigit())
+    test_account = TEST_BANK_ACCOUNTS.get(number)
+    if routing != TEST_ROUTING_NUMBER or test_account is None:
+        raise CardError(
+            "The sandbox accepts Stripe's test bank accounts only: routing number 110000000 "
+            "with account 000123456789 (settles) or 000222222227 (fails).",
+            code="invalid_bank_account",
+        )
+    payment_method = SandboxPaymentMethod.objects.create(
+        id=new_id("pm"),
+        customer=customer,
+        type=SandboxPaymentMethod.Type.US_BANK_ACCOUNT,
+        brand=TEST_BANK_NAME,
+        last4=number[-4:],
+        exp_month=0,
+        exp_year=0,
+        behaviour=test_account.behaviour,
+        error_code=test_account.failure_code,
+        decline_code="",
+    )
+    emit("payment_method.attached", objects.payment_method_json(payment_method))
+    return payment_method
+
+
+def bank_failure_message(payment_method: SandboxPaymentMethod) -> str:
+    known = {a.failure_code: a.failure_message for a in TEST_BANK_ACCOUNTS.values()}
+    return known.get(payment_method.error_code) or "The bank debit failed."
 
 
 def payment_method_make_default(
@@ -428,17 +517,20 @@ def invoice_finalize_checked(invoice: SandboxInvoice) -> GatewayError | None:
     return None
 
 
-def invoice_finalize(invoice: SandboxInvoice) -> SandboxInvoice:
+def invoice_finalize(invoice: SandboxInvoice, *, payment_intent: str = "") -> SandboxInvoice:
+    """Open the invoice with its PaymentIntent: a new one, or (a post-payment invoice of
+    Checkout) the payment that pays it."""
     invoice.status = "open"
     invoice.number = _next_invoice_number()
     invoice.finalized_at = now()
     invoice.auto_finalize_at = None
     # "the PaymentIntent that Stripe creates during invoice finalization"
-    invoice.payment_intent = new_id("pi")
+    invoice.payment_intent = payment_intent or new_id("pi")
     invoice.payment_intent_status = "requires_payment_method"
     invoice.save()
     emit("invoice.finalized", objects.invoice_json(invoice))
-    emit("payment_intent.created", objects.invoice_payment_intent_json(invoice))
+    if not payment_intent:
+        emit("payment_intent.created", objects.invoice_payment_intent_json(invoice))
     return invoice
 
 
@@ -688,15 +780,38 @@ def _open_dispute(invoice: SandboxInvoice) -> SandboxDispute | None:
     return invoice.disputes.exclude(status__in=["won", "lost", "warning_closed"]).first()
 
 
+# How a refund goes: its first status, and what it becomes REFUND_CHANGES_AFTER later ("" never
+# changes). Stripe: "In live mode, refunds are asynchronous: a refund can appear to succeed and
+# later fail, or can appear as pending at first and later succeed"
+# (https://docs.stripe.com/testing#refunds); a pending refund can also fail.
+REFUND_OUTCOMES: dict[str, tuple[str, str]] = {
+    "succeeded": ("succeeded", ""),
+    "pending": ("pending", "succeeded"),  # Stripe's test card 4000 0000 0000 7726
+    "failed": ("succeeded", "failed"),  # Stripe's test card 4000 0000 0000 5126
+    "pending-failed": ("pending", "failed"),
+}
+_REFUND_OUTCOME_OF_CARD = {
+    SandboxPaymentMethod.Refunds.AT_ONCE: "succeeded",
+    SandboxPaymentMethod.Refunds.PENDING: "pending",
+    SandboxPaymentMethod.Refunds.FAIL_LATER: "failed",
+}
+# Why a card refund fails; Stripe's failure_reason values include lost_or_stolen_card,
+# expired_or_canceled_card, declined and unknown (https://docs.stripe.com/api/refunds/object).
+REFUND_FAILURE_REASON = "expired_or_canceled_card"
+
+
 def refund_create(
     invoice: SandboxInvoice,
     *,
     amount: int | None = None,
     reason: str = "",
     metadata: dict[str, str] | None = None,
+    outcome: str = "",
 ) -> SandboxRefund:
     """A refund of all (amount None) or part of what is left of the invoice's charge. Stripe
-    refuses more than is left, and a charge already charged back."""
+    refuses more than is left, and a charge already charged back. `outcome` (REFUND_OUTCOMES)
+    decides how it goes; by default as the card that paid makes refunds go (Stripe's test
+    cards for asynchronous refunds), else it succeeds at once."""
     if invoice.status != "paid" or not invoice.charge:
         raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to refund.")
     if reason and reason not in REFUND_REASONS:
@@ -714,20 +829,47 @@ def refund_create(
             f"Refund amount (${amount / 100:,.2f}) is greater than unrefunded amount on charge "
             f"(${remaining / 100:,.2f})"
         )
+    card = invoice.attempt_payment_method
+    outcome = outcome or _REFUND_OUTCOME_OF_CARD.get(
+        SandboxPaymentMethod.Refunds(card.refunds if card else ""), "succeeded"
+    )
+    if outcome not in REFUND_OUTCOMES:
+        raise GatewayError(f"A refund goes one of these ways: {', '.join(REFUND_OUTCOMES)}.")
+    status, next_status = REFUND_OUTCOMES[outcome]
     refund = SandboxRefund.objects.create(
         id=new_id("re"),
         invoice=invoice,
         amount=amount,
         reason=reason,
+        status=status,
+        next_status=next_status,
+        changes_at=now() + REFUND_CHANGES_AFTER if next_status else None,
         metadata=metadata or {},
         created=now(),
     )
+    # A pending refund counts against what is left to refund, as with Stripe.
     invoice.amount_refunded += amount
     invoice.save(update_fields=["amount_refunded"])
     # The invoice stays paid: Stripe has no refunded invoice state.
     emit("charge.refunded", objects.charge_json(invoice))
     emit("refund.created", objects.refund_json(refund))
     return refund
+
+
+def refund_change(refund: SandboxRefund) -> None:
+    """The refund's later change: pending → succeeded (`refund.updated`), or → failed
+    (`refund.updated` and `refund.failed`): the money was not returned, so the charge has it
+    again to refund."""
+    refund.status, refund.next_status, refund.changes_at = refund.next_status, "", None
+    if refund.status == "failed":
+        refund.failure_reason = REFUND_FAILURE_REASON
+        invoice = refund.invoice
+        invoice.amount_refunded = max(invoice.amount_refunded - refund.amount, 0)
+        invoice.save(update_fields=["amount_refunded"])
+    refund.save(update_fields=["status", "next_status", "changes_at", "failure_reason"])
+    emit("refund.updated", objects.refund_json(refund))
+    if refund.status == "failed":
+        emit("refund.failed", objects.refund_json(refund))
 
 
 def dispute_open(
@@ -949,9 +1091,92 @@ def pending_update_expire(subscription: SandboxSubscription) -> None:
 
 
 def checkout_expire(session: SandboxCheckoutSession) -> None:
+    """Any mode: "Occurs when a Checkout Session is expired"
+    (https://docs.stripe.com/api/events/types#event_types-checkout.session.expired)."""
     session.status = "expired"
     session.save(update_fields=["status"])
     emit("checkout.session.expired", objects.checkout_session_json(session))
+
+
+def checkout_expired_by_now(session: SandboxCheckoutSession) -> bool:
+    """Expire a session still open past its `expires_at` (before the clock's tick got to it): it
+    cannot be paid any more. True when it is expired."""
+    if session.status == "open" and session.expires_at <= now():
+        checkout_expire(session)
+    return session.status == "expired"
+
+
+def checkout_invoice_paid(
+    session: SandboxCheckoutSession, payment_method: SandboxPaymentMethod, *, payment_intent: str
+) -> SandboxInvoice:
+    """The post-payment invoice of a payment-mode Checkout: "Stripe emits an invoice.paid event
+    as soon as the payment tied to the Checkout Session succeeds"
+    (https://docs.stripe.com/payments/checkout/post-payment-invoices), paid by that payment."""
+    at = now()
+    line = objects.invoice_line(
+        line_id=new_id("il"),
+        description=session.description,
+        amount=session.amount,
+        quantity=1,
+        period_start=at,
+        period_end=at,
+        currency=session.currency,
+    )
+    invoice = invoice_create(
+        customer=session.customer,
+        billing_reason="manual",
+        lines=[line],
+        period_start=at,
+        period_end=at,
+        description=session.description,
+        metadata=session.metadata,
+        currency=session.currency,
+    )
+    invoice_finalize(invoice, payment_intent=payment_intent)
+    invoice_mark_paid(invoice, payment_method=payment_method)
+    session.invoice, session.payment_intent = invoice, invoice.payment_intent
+    return invoice
+
+
+def checkout_settle(session: SandboxCheckoutSession) -> None:
+    """The bank's answer to a Checkout paid by bank debit (completed `unpaid`): the payment
+    succeeds, its invoice is paid and `checkout.session.async_payment_succeeded` follows; or it
+    fails, `checkout.session.async_payment_failed` (https://docs.stripe.com/checkout/fulfillment
+    #delayed-notification). The session stays `complete` either way."""
+    payment_method = session.payment_method
+    assert payment_method is not None
+    session.settles_at = None
+    if payment_method.behaviour == Behaviour.SETTLES_LATER:
+        checkout_invoice_paid(session, payment_method, payment_intent=session.payment_intent)
+        session.payment_status = "paid"
+        session.save()
+        emit("checkout.session.async_payment_succeeded", objects.checkout_session_json(session))
+        return
+    session.save(update_fields=["settles_at"])
+    error = {
+        "type": "invalid_request_error",
+        "code": f"payment_method_{payment_method.error_code}"
+        if payment_method.error_code
+        else "payment_method_failed",
+        "message": bank_failure_message(payment_method),
+    }
+    emit(
+        "payment_intent.payment_failed",
+        objects.payment_intent_json(
+            id=session.payment_intent,
+            amount=session.amount,
+            amount_received=0,
+            currency=session.currency,
+            customer_id=session.customer_id,
+            status="requires_payment_method",
+            created=session.created,
+            payment_method_id=payment_method.id,
+            payment_method_types=["us_bank_account"],
+            metadata=session.metadata,
+            error=error,
+        ),
+    )
+    emit("checkout.session.async_payment_failed", objects.checkout_session_json(session))
 
 
 def _due_work(at: datetime) -> bool:
@@ -1000,11 +1225,35 @@ def _due_work(at: datetime) -> bool:
     if session:
         checkout_expire(session)
         return True
+    return _settlement_due(at)
+
+
+def _settlement_due(at: datetime) -> bool:
+    """A bank debit's answer or a refund's change that is due, if any (one piece of work)."""
+    settling = (
+        SandboxCheckoutSession.objects.select_for_update(skip_locked=True)
+        .filter(settles_at__lte=at)
+        .order_by("settles_at")
+        .first()
+    )
+    if settling:
+        checkout_settle(settling)
+        return True
+    refund = (
+        SandboxRefund.objects.select_for_update(skip_locked=True)
+        .filter(changes_at__lte=at)
+        .order_by("changes_at")
+        .first()
+    )
+    if refund:
+        refund_change(refund)
+        return True
     return False
 
 
 def tick(*, limit: int = 10_000) -> int:
-    """Run everything due by the sandbox clock: renewals, finalizations, retries, expiries."""
+    """Run everything due by the sandbox clock: renewals, finalizations, retries, expiries, bank
+    debits settling and refunds changing."""
     done = 0
     at = now()
     while done < limit:

@@ -2,7 +2,7 @@ import re
 
 from django import forms
 
-from payments.sandbox.engine import Card
+from payments.sandbox.engine import BankAccount, Card
 
 
 class CardForm(forms.Form):
@@ -45,4 +45,32 @@ class CardForm(forms.Form):
             exp_month=month,
             exp_year=year,
             cvc=self.cleaned_data["cvc"].strip(),
+        )
+
+
+class BankAccountForm(forms.Form):
+    """A US bank account for ACH Direct Debit, as Checkout asks for it when the customer enters
+    it by hand (https://docs.stripe.com/payments/ach-direct-debit/accept-a-payment), with the
+    mandate the customer accepts."""
+
+    holder_name = forms.CharField(label="Account holder", max_length=100)
+    routing_number = forms.CharField(
+        label="Routing number",
+        max_length=12,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "placeholder": "110000000"}),
+    )
+    account_number = forms.CharField(
+        label="Account number",
+        max_length=20,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "placeholder": "000123456789"}),
+    )
+    mandate = forms.BooleanField(
+        label="I authorize Kilo Billing to debit this account for the amount above, once.",
+    )
+
+    def bank_account(self) -> BankAccount:
+        return BankAccount(
+            routing_number=self.cleaned_data["routing_number"],
+            account_number=self.cleaned_data["account_number"],
+            holder_name=self.cleaned_data["holder_name"],
         )

@@ -42,6 +42,7 @@ from payments.sandbox.models import (
     SandboxDispute,
     SandboxIdempotencyKey,
     SandboxInvoice,
+    SandboxPaymentMethod,
     SandboxPrice,
     SandboxRefund,
     SandboxSubscription,
@@ -338,6 +339,9 @@ class SandboxGateway(BillingGateway):
             if session is None:
                 raise _missing("checkout.session", session_id)
             if session.status != "complete" or session.payment_method is None:
+                return
+            if session.payment_method.type != SandboxPaymentMethod.Type.CARD:
+                # A bank account paid this Checkout; the saved card stays the card it was.
                 return
             engine.payment_method_make_default(session.customer, session.payment_method)
             subscription = session.subscription

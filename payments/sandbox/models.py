@@ -43,8 +43,24 @@ class SandboxPaymentMethod(models.Model):
         SUCCEEDS = "succeeds"
         FAILS_ON_CHARGE = "fails_on_charge"
         REQUIRES_AUTHENTICATION = "requires_authentication"
+        # A bank debit: the payment is `processing`, then settles or fails some days later.
+        SETTLES_LATER = "settles_later"
+        FAILS_LATER = "fails_later"
+
+    class Type(models.TextChoices):
+        CARD = "card"
+        US_BANK_ACCOUNT = "us_bank_account"
+
+    class Refunds(models.TextChoices):
+        """How a refund of a payment made with it goes (Stripe's test cards for asynchronous
+        refunds, https://docs.stripe.com/testing#refunds)."""
+
+        AT_ONCE = "", "Succeed at once"
+        PENDING = "pending", "Pending, then succeeded"
+        FAIL_LATER = "failed", "Succeeded, then failed"
 
     id = models.CharField(primary_key=True, max_length=40)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.CARD)
     customer = models.ForeignKey(
         SandboxCustomer, null=True, on_delete=models.CASCADE, related_name="payment_methods"
     )
@@ -56,6 +72,7 @@ class SandboxPaymentMethod(models.Model):
     # How a charge on a card that fails is declined (Stripe's error code and decline code).
     error_code = models.CharField(max_length=40, blank=True)
     decline_code = models.CharField(max_length=40, blank=True)
+    refunds = models.CharField(max_length=10, choices=Refunds.choices, blank=True, default="")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -212,9 +229,18 @@ class SandboxCheckoutSession(models.Model):
     )
     created = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+    # A bank debit completed the session unpaid: when its payment settles or fails.
+    settles_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "payments"
+        indexes = [
+            models.Index(
+                fields=["settles_at"],
+                name="sandbox_checkout_settle_due",
+                condition=models.Q(settles_at__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -228,11 +254,23 @@ class SandboxRefund(models.Model):
     amount = models.PositiveIntegerField()
     reason = models.CharField(max_length=40, blank=True)
     status = models.CharField(max_length=20, default="succeeded")
+    # A refund that changes later (pending → succeeded or failed, succeeded → failed): what it
+    # becomes, and when.
+    next_status = models.CharField(max_length=20, blank=True)
+    changes_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=40, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         app_label = "payments"
+        indexes = [
+            models.Index(
+                fields=["changes_at"],
+                name="sandbox_refund_change_due",
+                condition=models.Q(changes_at__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount}"

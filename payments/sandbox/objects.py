@@ -59,25 +59,45 @@ def customer_json(customer: SandboxCustomer) -> dict[str, Any]:
     }
 
 
+def _bank_account(payment_method: SandboxPaymentMethod) -> dict[str, Any]:
+    return {
+        "account_holder_type": "individual",
+        "account_type": "checking",
+        "bank_name": payment_method.brand,
+        "last4": payment_method.last4,
+        "routing_number": "110000000",
+    }
+
+
+def _card(payment_method: SandboxPaymentMethod) -> dict[str, Any]:
+    return {
+        "brand": payment_method.brand,
+        "display_brand": payment_method.brand,
+        "country": "US",
+        "exp_month": payment_method.exp_month,
+        "exp_year": payment_method.exp_year,
+        "funding": "credit",
+        "last4": payment_method.last4,
+    }
+
+
 def payment_method_json(payment_method: SandboxPaymentMethod) -> dict[str, Any]:
+    """A card, or a US bank account (ACH Direct Debit) given at Checkout."""
+    bank = payment_method.type == SandboxPaymentMethod.Type.US_BANK_ACCOUNT
     return {
         "id": payment_method.id,
         "object": "payment_method",
         "billing_details": {"address": None, "email": None, "name": None, "phone": None},
-        "card": {
-            "brand": payment_method.brand,
-            "display_brand": payment_method.brand,
-            "country": "US",
-            "exp_month": payment_method.exp_month,
-            "exp_year": payment_method.exp_year,
-            "funding": "credit",
-            "last4": payment_method.last4,
-        },
+        **(
+            {"us_bank_account": _bank_account(payment_method)}
+            if bank
+            else {"card": _card(payment_method)}
+        ),
         "created": ts(payment_method.created),
         "customer": payment_method.customer_id,
         "livemode": False,
         "metadata": {},
-        "type": "card",
+        "type": payment_method.type,
     }
 
 
@@ -299,6 +319,7 @@ def payment_intent_json(
     description: str = "",
     metadata: dict[str, str] | None = None,
     error: dict[str, Any] | None = None,
+    payment_method_types: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": id,
@@ -319,7 +340,7 @@ def payment_intent_json(
         if status == "requires_action"
         else None,
         "payment_method": payment_method_id,
-        "payment_method_types": ["card"],
+        "payment_method_types": payment_method_types or ["card"],
         "status": status,
     }
 
@@ -399,17 +420,23 @@ def charge_json(
         "paid": not failed,
         "payment_intent": invoice.payment_intent,
         "payment_method": card.id if card else None,
-        "payment_method_details": {
-            "card": {
-                "brand": card.brand if card else None,
-                "last4": card.last4 if card else None,
-                "exp_month": card.exp_month if card else None,
-                "exp_year": card.exp_year if card else None,
-            },
-            "type": "card",
-        },
+        "payment_method_details": _payment_method_details(card),
         "refunded": not failed and invoice.amount_refunded >= invoice.amount_paid > 0,
         "status": "failed" if failed else "succeeded",
+    }
+
+
+def _payment_method_details(card: SandboxPaymentMethod | None) -> dict[str, Any]:
+    if card is not None and card.type == SandboxPaymentMethod.Type.US_BANK_ACCOUNT:
+        return {"type": "us_bank_account", "us_bank_account": _bank_account(card)}
+    return {
+        "card": {
+            "brand": card.brand if card else None,
+            "last4": card.last4 if card else None,
+            "exp_month": card.exp_month if card else None,
+            "exp_year": card.exp_year if card else None,
+        },
+        "type": "card",
     }
 
 
@@ -423,7 +450,7 @@ def refund_json(refund: SandboxRefund) -> dict[str, Any]:
         "charge": invoice.charge,
         "created": ts(refund.created),
         "currency": invoice.currency,
-        "failure_reason": None,
+        "failure_reason": refund.failure_reason or None,
         "metadata": refund.metadata,
         "payment_intent": invoice.payment_intent,
         "reason": refund.reason or None,
@@ -472,6 +499,9 @@ def checkout_session_json(session: SandboxCheckoutSession) -> dict[str, Any]:
         "metadata": session.metadata,
         "mode": session.mode,
         "payment_intent": session.payment_intent or None,
+        "payment_method_types": ["card", "us_bank_account"]
+        if session.mode == "payment" and session.currency == "usd"
+        else ["card"],
         "payment_status": session.payment_status,
         "status": session.status,
         "subscription": session.subscription_id,

@@ -73,8 +73,8 @@ def checkout_complete(*, session_id: str, card: Card) -> Outcome:
     that needs 3-D Secure sends the payer to authenticate first."""
     with engine.action(), transaction.atomic():
         session = SandboxCheckoutSession.objects.select_for_update().get(pk=session_id)
-        if session.status != "open":
-            return Outcome(CardError("This checkout is no longer open.", code="checkout_closed"))
+        if closed := _closed(session):
+            return closed
         customer = session.customer
         try:
             payment_method = engine.payment_method_attach(
@@ -97,6 +97,66 @@ def checkout_complete(*, session_id: str, card: Card) -> Outcome:
             )
         session.save(update_fields=["payment_method"])
         return _checkout_pay(session, payment_method)
+
+
+def _closed(session: SandboxCheckoutSession) -> Outcome | None:
+    """Why the session takes no payment: paid already, or expired (also one past its 24 hours
+    that the clock's tick has not expired yet: it is expired now)."""
+    if engine.checkout_expired_by_now(session):
+        return Outcome(CardError("This checkout has expired.", code="checkout_expired"))
+    if session.status != "open":
+        return Outcome(CardError("This checkout is no longer open.", code="checkout_closed"))
+    return None
+
+
+def checkout_expire_if_due(*, session_id: str) -> bool:
+    """A session past its 24 hours expires now, with its event, rather than at the next tick."""
+    with engine.action(), transaction.atomic():
+        session = SandboxCheckoutSession.objects.select_for_update().get(pk=session_id)
+        return engine.checkout_expired_by_now(session)
+
+
+def checkout_pay_by_bank(*, session_id: str, account: engine.BankAccount) -> Outcome:
+    """Pay a payment-mode Checkout by bank debit (ACH Direct Debit): the session completes at
+    once with `payment_status=unpaid` while the PaymentIntent is `processing`; the bank's answer
+    comes BANK_DEBIT_SETTLES_AFTER later by the sandbox clock (`engine.checkout_settle`)
+    (https://docs.stripe.com/payments/ach-direct-debit/accept-a-payment)."""
+    with engine.action(), transaction.atomic():
+        session = SandboxCheckoutSession.objects.select_for_update().get(pk=session_id)
+        if closed := _closed(session):
+            return closed
+        if session.mode != "payment" or session.currency != "usd":
+            return Outcome(
+                CardError(
+                    "Bank debits are offered for one-time payments in US dollars; pay by card.",
+                    code="payment_method_not_available",
+                )
+            )
+        try:
+            payment_method = engine.bank_account_attach(customer=session.customer, account=account)
+        except CardError as refused:
+            return Outcome(refused)
+        session.payment_method = payment_method
+        session.payment_intent = engine.new_id("pi")
+        session.status, session.payment_status = "complete", "unpaid"
+        session.settles_at = engine.now() + engine.BANK_DEBIT_SETTLES_AFTER
+        session.save()
+        intent = objects.payment_intent_json(
+            id=session.payment_intent,
+            amount=session.amount,
+            amount_received=0,
+            currency=session.currency,
+            customer_id=session.customer_id,
+            status="processing",
+            created=engine.now(),
+            payment_method_id=payment_method.id,
+            payment_method_types=["us_bank_account"],
+            metadata=session.metadata,
+        )
+        engine.emit("payment_intent.created", intent)
+        engine.emit("payment_intent.processing", intent)
+        engine.emit("checkout.session.completed", objects.checkout_session_json(session))
+    return Outcome(redirect=session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id))
 
 
 def _checkout_pay(session: SandboxCheckoutSession, payment_method: SandboxPaymentMethod) -> Outcome:
@@ -125,30 +185,8 @@ def _checkout_payment(
         )
         _payment_failed(session.customer, session.amount, session.currency, error)
         return error
-    at = engine.now()
-    line = objects.invoice_line(
-        line_id=engine.new_id("il"),
-        description=session.description,
-        amount=session.amount,
-        quantity=1,
-        period_start=at,
-        period_end=at,
-        currency=session.currency,
-    )
-    invoice = engine.invoice_create(
-        customer=session.customer,
-        billing_reason="manual",
-        lines=[line],
-        period_start=at,
-        period_end=at,
-        description=session.description,
-        metadata=session.metadata,
-        currency=session.currency,
-    )
-    engine.invoice_finalize(invoice)
     # The payment Checkout collected (and the payer authenticated) pays its invoice.
-    engine.invoice_mark_paid(invoice, payment_method=payment_method)
-    session.invoice, session.payment_intent = invoice, invoice.payment_intent
+    engine.checkout_invoice_paid(session, payment_method, payment_intent=session.payment_intent)
     return None
 
 
@@ -247,6 +285,8 @@ def payment_authenticate(*, payment_intent: str, complete: bool) -> Outcome:
             session = SandboxCheckoutSession.objects.select_for_update().get(pk=target.pk)
             payment_method = session.payment_method
             assert payment_method is not None
+            if closed := _closed(session):
+                return closed
             if complete:
                 return _checkout_pay(session, payment_method)
             error = CardError(

@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from payments.sandbox import engine, objects, services
-from payments.sandbox.forms import CardForm
+from payments.sandbox.forms import BankAccountForm, CardForm
 from payments.sandbox.gateway import customer_page_claims
 from payments.sandbox.models import (
     SandboxCheckoutSession,
@@ -22,28 +22,49 @@ from payments.sandbox.pdf import text_pdf
 
 
 def checkout(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Stripe's hosted Checkout as the sandbox plays it: a card, or (one-time payments in US
+    dollars) a US bank account debited by ACH, which completes the session unpaid until the bank
+    answers days later."""
     session = get_object_or_404(
         SandboxCheckoutSession.objects.select_related("customer", "price"), pk=session_id
     )
     success_url = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
     if session.status == "complete":
         return redirect(success_url)
-    form = CardForm(request.POST or None)
-    if request.method == "POST" and session.status == "open" and form.is_valid():
+    if session.status == "open" and session.expires_at <= engine.now():
+        services.checkout_expire_if_due(session_id=session.id)
+        session.refresh_from_db()
+    by_bank = request.method == "POST" and request.POST.get("method") == "bank"
+    form = CardForm(request.POST if request.method == "POST" and not by_bank else None)
+    bank_form = BankAccountForm(request.POST if by_bank else None)
+    offers_bank = session.mode == "payment" and session.currency == "usd"
+    outcome = None
+    if by_bank and offers_bank and session.status == "open" and bank_form.is_valid():
+        outcome = services.checkout_pay_by_bank(
+            session_id=session.id, account=bank_form.bank_account()
+        )
+    elif not by_bank and request.method == "POST" and session.status == "open" and form.is_valid():
         outcome = services.checkout_complete(session_id=session.id, card=form.card())
+    if outcome is not None:
         if outcome.error is None:
             return redirect(outcome.redirect)
         session.refresh_from_db()
         if session.status == "complete":
             # Paid meanwhile (a second click, another tab): the payment went through once.
             return redirect(success_url)
-        form.add_error(None, outcome.error.message)
+        (bank_form if by_bank else form).add_error(None, outcome.error.message)
     failed = request.method == "GET" and request.GET.get("authentication") == "failed"
     status = 200 if session.status in ("open", "complete") else 410
     return render(
         request,
         "sandbox/checkout.html",
-        {"session": session, "form": form, "authentication_failed": failed},
+        {
+            "session": session,
+            "form": form,
+            "bank_form": bank_form if offers_bank else None,
+            "by_bank": by_bank,
+            "authentication_failed": failed,
+        },
         status=status,
     )
 

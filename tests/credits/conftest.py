@@ -1,4 +1,5 @@
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -7,11 +8,14 @@ from credits.ledger import Debit, ledger_credit
 from credits.models import CreditAccount, ModelPrice
 from credits.services import Tokens, account_for, usage_record
 from organizations.models import Organization
+from payments import factory
 from payments.sandbox import engine
 from payments.sandbox.models import SandboxCustomer
+from payments.stripe_gateway import StripeGateway
 from seats.models import SeatPlan
 from seats.services import seats_purchase
 from tests.conftest import World
+from tests.credits.stripe_account import StripeAccount
 from tests.payments.sandbox_helpers import GOOD
 
 
@@ -74,3 +78,16 @@ def spend_exactly(
         tokens=Tokens(input=cost, output=0),
         at=at,
     )
+
+
+@pytest.fixture
+def stripe_account(settings: Any, monkeypatch: pytest.MonkeyPatch) -> StripeAccount:
+    """The product on its Stripe path: `get_gateway()` answers a real StripeGateway whose HTTP
+    client is a stateful fake Stripe account (tests/credits/stripe_account.py)."""
+    account = StripeAccount()
+    settings.BILLING_GATEWAY = "stripe"
+    settings.STRIPE_SECRET_KEY = "sk_test_51KiloBillingFakeKey"
+    monkeypatch.setattr(
+        factory, "_stripe_gateway", lambda key: StripeGateway(api_key=key, http_client=account)
+    )
+    return account

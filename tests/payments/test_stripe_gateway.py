@@ -1284,7 +1284,7 @@ def test_it_makes_the_card_a_payment_checkout_collected_the_default(
         Sent(
             "get",
             f"/v1/checkout/sessions/{SESSION}",
-            {"expand": ["payment_intent", "subscription"]},
+            {"expand": ["payment_intent.payment_method", "subscription"]},
         ),
         Sent(
             "post",
@@ -1293,6 +1293,30 @@ def test_it_makes_the_card_a_payment_checkout_collected_the_default(
             GENERATED,
         ),
     ]
+
+
+def test_it_keeps_the_saved_card_when_a_bank_debit_paid_the_checkout(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    # ACH Direct Debit in Checkout (https://docs.stripe.com/payments/ach-direct-debit/accept-a-payment):
+    # the bank account is no card to charge off-session later.
+    session = checkout_session_json(
+        mode="payment", status="complete", payment_status="paid", amount_total=10000, url=None
+    )
+    session["payment_intent"] = {
+        **payment_intent_json(status="succeeded", last_payment_error=None),
+        "payment_method": {
+            "id": "pm_1RkMbankB7WZ01zgkWus0001",
+            "object": "payment_method",
+            "type": "us_bank_account",
+            "us_bank_account": {"bank_name": "STRIPE TEST BANK", "last4": "6789"},
+        },
+    }
+    fake.answer(session)
+
+    gateway.checkout_session_save_card(session_id=SESSION)
+
+    assert [sent.method for sent in fake.sent] == ["get"]
 
 
 # Subscriptions

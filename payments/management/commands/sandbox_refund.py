@@ -38,7 +38,10 @@ def cents_of(text: str) -> int:
 class Command(BaseCommand):
     help = (
         "Refund a paid sandbox invoice, all of it or --amount-usd of it, as if done in Stripe's "
-        "dashboard: sends charge.refunded and refund.created."
+        "dashboard: sends charge.refunded and refund.created. --outcome makes the refund change "
+        "an hour later by the sandbox clock, as Stripe's live refunds may "
+        "(https://docs.stripe.com/testing#refunds): pending then succeeded (refund.updated), "
+        "succeeded then failed or pending then failed (refund.failed: the money stays with us)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,6 +52,14 @@ class Command(BaseCommand):
             default="requested_by_customer",
             choices=engine.REFUND_REASONS,
         )
+        parser.add_argument(
+            "--outcome",
+            choices=list(engine.REFUND_OUTCOMES),
+            help="succeeded: at once; pending: pending, succeeded an hour later; failed: "
+            "succeeded, failed an hour later; pending-failed: pending, failed an hour later. "
+            "Default: as the card that paid makes refunds go (4000 0000 0000 7726 pending, "
+            "…5126 failed), else succeeded.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if get_gateway().name != "sandbox":
@@ -57,11 +68,21 @@ class Command(BaseCommand):
         try:
             with engine.action(), transaction.atomic():
                 invoice = invoice_by_number(options["invoice"])
-                refund = engine.refund_create(invoice, amount=amount, reason=options["reason"])
+                refund = engine.refund_create(
+                    invoice,
+                    amount=amount,
+                    reason=options["reason"],
+                    outcome=options["outcome"] or "",
+                )
         except GatewayError as error:
             raise CommandError(str(error)) from error
+        later = (
+            f"; it becomes {refund.next_status} at {refund.changes_at:%Y-%m-%d %H:%M} UTC"
+            if (refund.changes_at)
+            else ""
+        )
         self.stdout.write(
-            f"Refunded ${refund.amount / 100:,.2f} of {invoice.number} ({refund.id}); "
-            f"${invoice.amount_refunded / 100:,.2f} of ${invoice.amount_paid / 100:,.2f} "
-            "refunded in all."
+            f"Refunded ${refund.amount / 100:,.2f} of {invoice.number} ({refund.id}, "
+            f"{refund.status}{later}); ${invoice.amount_refunded / 100:,.2f} of "
+            f"${invoice.amount_paid / 100:,.2f} refunded in all."
         )
