@@ -76,12 +76,10 @@ def _customers_of_payments(payment_intents: set[str], gateway: BillingGateway) -
 
 def payers_with_activity(*, since: datetime, gateway: BillingGateway) -> QuerySet[BillingProfile]:
     """Payers with gateway activity: the customer named by each event the webhook inbox
-    received since then, and by every event still owed processing or set aside as failed (the
-    reconciler applies what it meant)."""
-    events = WebhookEvent.objects.filter(
-        Q(received_at__gte=since)
-        | Q(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED])
-    )
+    received since then, and by every event not processed (owed, failed, set aside for a
+    person: the reconciler applies what it meant from the gateway's truth)."""
+    settled = [WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED]
+    events = WebhookEvent.objects.filter(Q(received_at__gte=since) | ~Q(status__in=settled))
     customers: set[str] = set()
     payment_intents: set[str] = set()
     for event_type, named, object_id, intent in events.values_list(
