@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from accounts.models import User
 from payments.gateway import GatewayError
@@ -40,26 +41,26 @@ class NoteForm(forms.Form):
 
 
 def _sides(finding: Finding) -> str:
-    """What each side says, row by row, the rows that differ marked."""
+    """What each side says, row by row; the rows that differ are marked ≠ (and highlighted)."""
     theirs, ours = finding.gateway_says or {}, finding.local_says or {}
     names = list(dict.fromkeys([*theirs, *ours]))
     rows = format_html_join(
         "",
-        '<tr{}><th scope="row">{}</th><td>{}</td><td>{}</td></tr>',
+        '<tr{}><td>{}</td><th scope="row">{}</th><td>{}</td><td>{}</td></tr>',
         (
             (
-                format_html(' style="background:#fff3cd"')
-                if theirs.get(name, "—") != ours.get(name, "—")
-                else "",
+                mark_safe(' style="background:#fff3cd"') if differs else "",
+                "≠" if differs else "",
                 name,
                 theirs.get(name, "—"),
                 ours.get(name, "—"),
             )
             for name in names
+            for differs in [theirs.get(name, "—") != ours.get(name, "—")]
         ),
     )
     return format_html(
-        "<table><thead><tr><th></th><th>The gateway (or the ledger) says</th>"
+        "<table><thead><tr><th></th><th></th><th>The gateway (or the ledger) says</th>"
         "<th>Here</th></tr></thead><tbody>{}</tbody></table>",
         rows,
     )
