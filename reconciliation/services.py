@@ -359,7 +359,6 @@ def reconcile(
     checked: set[str] = set()
     for profile in profiles.select_related("organization", "user").order_by("pk").iterator():
         payer = payer_of_profile(profile)
-        checked.add(payer.label)
         try:
             findings, reads = payer_reconcile(payer, gateway=gateway, dry_run=dry_run)
         except GatewayError as error:
@@ -367,6 +366,7 @@ def reconcile(
             logger.warning("reconciliation: could not read %s: %s", payer.label, error)
             report.failed.append(payer.label)
             continue
+        checked.add(payer.label)
         report.findings.extend(findings)
         report.reads += reads
     account_findings = accounts_reconcile(accounts, dry_run=dry_run)
@@ -375,7 +375,8 @@ def reconcile(
         checked |= set(selectors.account_payers())
     else:
         checked |= {account_payer(account) for account in accounts}
-    report.checked = len(checked)
+    # A payer whose gateway books could not be read is not counted as checked.
+    report.checked = len(checked - set(report.failed))
     if not dry_run:
         _tell_admins(report.findings)
         summary = report.summary()

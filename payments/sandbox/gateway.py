@@ -612,6 +612,7 @@ class SandboxGateway(BillingGateway):
             SandboxInvoice.objects.filter(customer_id=customer_id)
             .exclude(charge="")
             .select_related("attempt_payment_method")
+            .prefetch_related("disputes")  # charge_json asks whether it is disputed
             .order_by("-paid_at", "-id")
         )
         return [parse_payment(objects.charge_json(invoice)) for invoice in charged]

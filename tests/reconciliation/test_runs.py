@@ -18,7 +18,9 @@ from credits.models import CreditAccount
 from credits.services import account_for
 from invoices.models import Invoice
 from organizations.models import AuditEvent, Organization
+from payments.gateway import GatewayError
 from payments.models import WebhookEvent
+from payments.sandbox.gateway import SandboxGateway
 from reconciliation.models import Finding, ReconciliationRun
 from reconciliation.services import finding_explain, reconcile
 from tests.conftest import World, settle
@@ -210,3 +212,24 @@ def test_after_seed_demo_nothing_is_open_and_a_changed_invoice_is_healed(
     invoice.refresh_from_db()
     assert invoice.status == "paid"
     assert reconcile_json()["findings"] == []
+
+
+def test_a_payer_the_gateway_does_not_answer_for_is_tried_next_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthy(world)
+    account = account_for(organization=world.org)
+    drift(account, 4)
+
+    def down(self: SandboxGateway, *, customer_id: str) -> Any:
+        raise GatewayError("Stripe APIConnectionError: no answer")
+
+    monkeypatch.setattr(SandboxGateway, "customer_retrieve", down)
+    report = reconcile(full=True)
+
+    assert report.failed == [str(world.org.pk)]
+    assert report.checked == 0
+    # The account's own check needs no gateway: it still runs.
+    assert [f.kind for f in report.findings] == [Finding.Kind.BALANCE_DIFFERS]
+    run = ReconciliationRun.objects.latest("started_at")
+    assert (run.failed, run.checked) == (1, 0)
