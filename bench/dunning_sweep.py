@@ -71,7 +71,6 @@ def populate() -> None:
 
 def explain() -> str:
     from dunning.lifecycle import State
-
     from organizations.models import Organization
 
     due = Organization.objects.filter(
