@@ -162,7 +162,9 @@ class SandboxGateway(BillingGateway):
 
     def customer_retrieve(self, *, customer_id: str) -> Customer:
         customer = SandboxCustomer.objects.filter(pk=customer_id).first()
-        if customer is None:
+        # Gone, or deleted in the dashboard (a customer that records when it was deleted):
+        # Stripe answers a deleted customer with a stub that says so.
+        if customer is None or getattr(customer, "deleted_at", None) is not None:
             return Customer(id=customer_id, deleted=True)
         return parse_customer(objects.customer_json(customer))
 
