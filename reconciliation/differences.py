@@ -351,17 +351,15 @@ class _Purchases:
     credited: set[str]  # ledger keys in the purchase namespaces
     reversal_keys: set[tuple[str, str]]
     invoice_of: dict[int, Invoice] = field(default_factory=dict)  # purchase pk → gateway invoice
+    by_invoice: dict[str, Purchase] = field(default_factory=dict)  # their gateway invoice ids
+
+    def __post_init__(self) -> None:
+        self.by_invoice = {
+            p.gateway_invoice_id: p for p in self.by_pk.values() if p.gateway_invoice_id
+        }
 
     def for_invoice(self, invoice_id: str) -> Purchase | None:
-        return next(
-            (
-                purchase
-                for pk, purchase in self.by_pk.items()
-                if purchase.gateway_invoice_id == invoice_id
-                or (pk in self.invoice_of and self.invoice_of[pk].id == invoice_id)
-            ),
-            None,
-        )
+        return self.by_invoice.get(invoice_id) if invoice_id else None
 
     def for_payment(self, payment_intent: str, invoice_id: str) -> Purchase | None:
         if invoice_id and (purchase := self.for_invoice(invoice_id)):
@@ -409,6 +407,7 @@ def _purchase_differences(
                 )
             continue
         purchases.invoice_of[purchase.pk] = invoice
+        purchases.by_invoice.setdefault(invoice.id, purchase)
         if invoice.paid and not purchases.is_credited(purchase):
             found.append(
                 Difference(

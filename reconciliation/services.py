@@ -50,6 +50,9 @@ from reconciliation.models import Finding, ReconciliationRun
 
 logger = logging.getLogger(__name__)
 
+# Runs are kept this long (the recent run alone records 288 a day); findings are kept for good.
+RUNS_KEPT = timedelta(days=90)
+
 # Heal, look again, heal what the first heals uncovered (a refund of a purchase credited by the
 # first pass): a few passes at most.
 HEAL_PASSES = 3
@@ -379,6 +382,8 @@ def reconcile(
     report.checked = len(checked - set(report.failed))
     if not dry_run:
         _tell_admins(report.findings)
+        if run.full:
+            ReconciliationRun.objects.filter(started_at__lt=run.started_at - RUNS_KEPT).delete()
         summary = report.summary()
         run.finished_at = timezone.now()
         run.checked = report.checked

@@ -233,3 +233,14 @@ def test_a_payer_the_gateway_does_not_answer_for_is_tried_next_time(
     assert [f.kind for f in report.findings] == [Finding.Kind.BALANCE_DIFFERS]
     run = ReconciliationRun.objects.latest("started_at")
     assert (run.failed, run.checked) == (1, 0)
+
+
+def test_the_daily_sweep_forgets_runs_older_than_ninety_days(db: None) -> None:
+    old = ReconciliationRun.objects.create(started_at=timezone.now() - timedelta(days=91))
+    kept = ReconciliationRun.objects.create(started_at=timezone.now() - timedelta(days=89))
+
+    reconcile(full=True)
+
+    assert not ReconciliationRun.objects.filter(pk=old.pk).exists()
+    assert ReconciliationRun.objects.filter(pk=kept.pk).exists()
+    assert ReconciliationRun.objects.count() == 2
