@@ -107,6 +107,7 @@ bench: bootstrap
 	DEBUG=1 $(BIN)/python bench/usage_page.py
 	DEBUG=1 $(BIN)/python bench/load.py
 	if [ -f bench/dunning_sweep.py ]; then DEBUG=1 $(BIN)/python bench/dunning_sweep.py; fi
+	DEBUG=1 $(BIN)/python bench/reconcile.py
 
 # Two locks from pyproject.toml, with hashes: requirements-dev.lock (the app and the dev extra) and
 # requirements.lock (the app alone), held to the dev lock's versions so that the tests run what

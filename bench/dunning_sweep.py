@@ -70,8 +70,7 @@ def populate() -> None:
 
 
 def explain() -> str:
-    from invoices.lifecycle import State
-
+    from dunning.lifecycle import State
     from organizations.models import Organization
 
     due = Organization.objects.filter(

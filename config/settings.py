@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "seats",
     "credits",
     "invoices",
+    "reconciliation",
     "analytics",
     "dunning",
     "dashboard",
@@ -257,6 +258,13 @@ SANDBOX_END_OF_RETRIES = env.str("SANDBOX_END_OF_RETRIES", default="unpaid")
 if SANDBOX_END_OF_RETRIES not in ("unpaid", "cancel", "past_due"):
     raise ImproperlyConfigured("SANDBOX_END_OF_RETRIES: use unpaid, cancel or past_due.")
 
+# Reads of the gateway per second, per process (payments.ratelimit): every page the reconciler
+# reads from Stripe waits for a token. Stripe allows 100 reads a second in live mode (25 in test
+# mode) for the whole account; 25 leaves room for the requests people wait on.
+GATEWAY_READS_PER_SECOND = env.float("GATEWAY_READS_PER_SECOND", default=25.0)
+if GATEWAY_READS_PER_SECOND <= 0:
+    raise ImproperlyConfigured("GATEWAY_READS_PER_SECOND must be more than 0.")
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -282,7 +290,10 @@ PERIODIC_JOBS: tuple[tuple[str, str, int], ...] = (
     ("retention_sweep", "dunning.tasks.retention_sweep", 3600),
     ("usage_weeks_sum", "analytics.tasks.usage_weeks_sum", 3600),
     ("seat_resync", "seats.tasks.seat_subscriptions_resync", 86400),
-    ("reconciliation", "credits.tasks.reconciliation", 86400),
+    # The gateway's books against ours (reconciliation/): the payers with gateway activity since
+    # the last run, and every payer and credit account once a day.
+    ("reconcile_recent", "reconciliation.tasks.reconcile_recent", 300),
+    ("reconcile_full", "reconciliation.tasks.reconcile_full", 86400),
 )
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": every} for name, task, every in PERIODIC_JOBS

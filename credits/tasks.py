@@ -1,7 +1,6 @@
 from celery import shared_task
 
 from credits import services
-from credits.reconciliation import reconcile
 
 
 @shared_task
@@ -12,11 +11,6 @@ def auto_topup_run(account_id: int) -> str:
 @shared_task
 def auto_topup_sweep() -> int:
     return services.auto_topup_sweep()
-
-
-@shared_task
-def reconciliation() -> dict[str, object]:
-    return reconcile()
 
 
 @shared_task

@@ -176,6 +176,16 @@ class InvoiceLine:
 
 
 @dataclass(frozen=True)
+class InvoicePayment:
+    """A payment made against an invoice (Stripe's InvoicePayment): which PaymentIntent, and
+    whether it paid the invoice (`paid`), is still under way (`open`) or was `canceled`."""
+
+    payment_intent: str
+    status: str
+    amount_paid: int
+
+
+@dataclass(frozen=True)
 class Invoice:
     id: str
     number: str
@@ -205,6 +215,9 @@ class Invoice:
     # could not: https://docs.stripe.com/api/invoices/object#invoice_object-last_finalization_error
     finalization_error_code: str = ""
     finalization_error: str = ""
+    # The payments made against it (Stripe's InvoicePayments), when the answer included them
+    # (a list of invoices read with `expand=data.payments`; webhook payloads do not).
+    payments: tuple[InvoicePayment, ...] = ()
 
     @property
     def paid(self) -> bool:
@@ -225,6 +238,33 @@ class Subscription:
     pending_quantity: int | None
     latest_invoice: str
     metadata: dict[str, str]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The gateway's customer. `deleted` when it was deleted (Stripe keeps a stub that says so)
+    or the gateway no longer knows the id at all."""
+
+    id: str
+    deleted: bool
+    name: str = ""
+    email: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A card payment of a customer (Stripe's Charge): what it captured, how much of it was
+    refunded and whether it is disputed. Its refunds and disputes are listed by its
+    PaymentIntent."""
+
+    id: str
+    payment_intent: str
+    amount: int
+    amount_refunded: int
+    disputed: bool
+    status: str  # succeeded, pending, failed
     created: datetime
 
 
@@ -368,6 +408,11 @@ class BillingGateway(abc.ABC):
     def customer_update(self, *, customer_id: str, details: CustomerDetails) -> None: ...
 
     @abc.abstractmethod
+    def customer_retrieve(self, *, customer_id: str) -> Customer:
+        """The customer as the gateway has it; `deleted` when it is gone (deleted in the
+        gateway's dashboard, or unknown there)."""
+
+    @abc.abstractmethod
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None: ...
 
     @abc.abstractmethod
@@ -455,6 +500,11 @@ class BillingGateway(abc.ABC):
     def subscription_retrieve(self, *, subscription_id: str) -> Subscription: ...
 
     @abc.abstractmethod
+    def subscription_list(self, *, customer_id: str) -> list[Subscription]:
+        """Every subscription of the customer, whatever its status (ended ones too), newest
+        first, read page by page."""
+
+    @abc.abstractmethod
     def subscription_preview_quantity(
         self, *, subscription_id: str, quantity: int, proration_date: datetime
     ) -> ProrationPreview: ...
@@ -479,7 +529,9 @@ class BillingGateway(abc.ABC):
 
     # Invoices
     @abc.abstractmethod
-    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]: ...
+    def invoice_list(self, *, customer_id: str, limit: int | None = 100) -> list[Invoice]:
+        """The customer's invoices, newest first, with the payments made against each
+        (`Invoice.payments`), read page by page; `limit=None` reads them all."""
 
     @abc.abstractmethod
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice: ...
@@ -536,6 +588,15 @@ class BillingGateway(abc.ABC):
     @abc.abstractmethod
     def dispute_retrieve(self, *, dispute_id: str) -> Dispute: ...
 
+    @abc.abstractmethod
+    def payment_list(self, *, customer_id: str) -> list[Payment]:
+        """Every card payment (charge) of the customer, newest first, read page by page: where
+        its refunds and disputes are to be looked for."""
+
+    @abc.abstractmethod
+    def dispute_list(self, *, payment_intent: str) -> list[Dispute]:
+        """Every dispute of a payment, newest first."""
+
 
 # Parsers: Stripe-shaped dicts (API answers, webhook payloads, sandbox objects) into records.
 
@@ -582,10 +643,20 @@ def invoice_subscription_id(data: dict[str, Any]) -> str:
     return object_id(details.get("subscription") or data.get("subscription"))
 
 
+def parse_invoice_payment(data: dict[str, Any]) -> InvoicePayment:
+    payment = data.get("payment") or {}
+    return InvoicePayment(
+        payment_intent=object_id(payment.get("payment_intent")),
+        status=data.get("status") or "open",
+        amount_paid=int(data.get("amount_paid") or 0),
+    )
+
+
 def parse_invoice(data: dict[str, Any]) -> Invoice:
     transitions = data.get("status_transitions") or {}
     finalization_error = data.get("last_finalization_error") or {}
     lines = (data.get("lines") or {}).get("data") or []
+    payments = (data.get("payments") or {}).get("data") or []
     return Invoice(
         id=data["id"],
         number=data.get("number") or "",
@@ -614,6 +685,7 @@ def parse_invoice(data: dict[str, Any]) -> Invoice:
             finalization_error.get("code") or finalization_error.get("type") or ""
         )[:60],
         finalization_error=str(finalization_error.get("message") or "")[:300],
+        payments=tuple(parse_invoice_payment(payment) for payment in payments),
     )
 
 
@@ -634,6 +706,29 @@ def parse_subscription(data: dict[str, Any]) -> Subscription:
         pending_quantity=int(pending[0]["quantity"]) if pending else None,
         latest_invoice=object_id(data.get("latest_invoice")),
         metadata=dict(data.get("metadata") or {}),
+        created=_ts(data.get("created")) or datetime.now(tz=UTC),
+    )
+
+
+def parse_customer(data: dict[str, Any]) -> Customer:
+    return Customer(
+        id=data["id"],
+        deleted=bool(data.get("deleted")),
+        name=data.get("name") or "",
+        email=data.get("email") or "",
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def parse_payment(data: dict[str, Any]) -> Payment:
+    """A Charge."""
+    return Payment(
+        id=data["id"],
+        payment_intent=object_id(data.get("payment_intent")),
+        amount=int(data.get("amount") or 0),
+        amount_refunded=int(data.get("amount_refunded") or 0),
+        disputed=bool(data.get("disputed")),
+        status=data.get("status") or "succeeded",
         created=_ts(data.get("created")) or datetime.now(tz=UTC),
     )
 

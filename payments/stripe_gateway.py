@@ -8,10 +8,9 @@ objects are turned into plain dicts before parsing, the same shape webhooks deli
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
 import stripe
@@ -32,10 +31,12 @@ from payments.gateway import (
     CardError,
     Charge,
     CheckoutSession,
+    Customer,
     CustomerDetails,
     Dispute,
     GatewayError,
     Invoice,
+    Payment,
     PaymentAttempt,
     PaymentMethod,
     Price,
@@ -45,15 +46,18 @@ from payments.gateway import (
     Subscription,
     needs_authentication,
     parse_checkout_session,
+    parse_customer,
     parse_dispute,
     parse_invoice,
     parse_invoice_line,
+    parse_payment,
     parse_payment_attempt,
     parse_payment_method,
     parse_price,
     parse_refund,
     parse_subscription,
 )
+from payments.ratelimit import gateway_reads
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +219,21 @@ class StripeGateway(BillingGateway):
             for tax_id in existing.data:
                 if tax_id.id != kept:
                     self._v1.customers.tax_ids.delete(customer_id, tax_id.id)
+
+    def customer_retrieve(self, *, customer_id: str) -> Customer:
+        # A deleted customer is still answered, as a stub with `deleted: true`
+        # (https://docs.stripe.com/api/customers/retrieve); an id Stripe never had (or that
+        # belongs to another account or mode) is a 404 resource_missing: gone all the same.
+        gateway_reads().take()
+        try:
+            with _stripe_errors():
+                customer = self._v1.customers.retrieve(customer_id)
+        except GatewayError as error:
+            cause = error.__cause__
+            if isinstance(cause, stripe.InvalidRequestError) and cause.code == "resource_missing":
+                return Customer(id=customer_id, deleted=True)
+            raise
+        return parse_customer(_plain(customer))
 
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
         # Only the customer's default: Stripe charges invoices with it, never with a card that is
@@ -481,6 +500,15 @@ class StripeGateway(BillingGateway):
     def subscription_retrieve(self, *, subscription_id: str) -> Subscription:
         return parse_subscription(self._subscription_data(subscription_id))
 
+    def subscription_list(self, *, customer_id: str) -> list[Subscription]:
+        # Without `status=all` Stripe leaves out canceled subscriptions
+        # (https://docs.stripe.com/api/subscriptions/list).
+        subscriptions = self._paged(
+            self._v1.subscriptions.list,
+            {"customer": customer_id, "status": "all"},
+        )
+        return [parse_subscription(subscription) for subscription in subscriptions]
+
     def subscription_preview_quantity(
         self, *, subscription_id: str, quantity: int, proration_date: datetime
     ) -> ProrationPreview:
@@ -574,15 +602,17 @@ class StripeGateway(BillingGateway):
 
     # Invoices
 
-    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]:
-        if limit <= 0:
+    def invoice_list(self, *, customer_id: str, limit: int | None = 100) -> list[Invoice]:
+        if limit is not None and limit <= 0:
             return []
-        with _stripe_errors():
-            page = self._v1.invoices.list(
-                {"customer": customer_id, "limit": min(limit, _PAGE_LIMIT)}
-            )
-            invoices = list(islice(page.auto_paging_iter(), limit))
-        return [parse_invoice(_plain(invoice)) for invoice in invoices]
+        # The payments that paid each invoice are an includable field, asked for with expand
+        # (https://docs.stripe.com/api/invoice-payment/list, https://docs.stripe.com/expand).
+        invoices = self._paged(
+            self._v1.invoices.list,
+            {"customer": customer_id, "expand": ["data.payments"]},
+            limit=limit,
+        )
+        return [parse_invoice(invoice) for invoice in invoices]
 
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
         with _stripe_errors():
@@ -687,16 +717,49 @@ class StripeGateway(BillingGateway):
         return parse_refund(_plain(refund))
 
     def refund_list(self, *, payment_intent: str) -> list[Refund]:
-        with _stripe_errors():
-            page = self._v1.refunds.list({"payment_intent": payment_intent, "limit": _PAGE_LIMIT})
-            refunds = list(page.auto_paging_iter())
-        return [parse_refund(_plain(refund)) for refund in refunds]
+        refunds = self._paged(self._v1.refunds.list, {"payment_intent": payment_intent})
+        return [parse_refund(refund) for refund in refunds]
 
     def dispute_retrieve(self, *, dispute_id: str) -> Dispute:
         with _stripe_errors():
             return parse_dispute(_plain(self._v1.disputes.retrieve(dispute_id)))
 
+    def payment_list(self, *, customer_id: str) -> list[Payment]:
+        # Refunds and disputes cannot be listed by customer; the customer's charges say which
+        # payments have any (https://docs.stripe.com/api/charges/list).
+        charges = self._paged(self._v1.charges.list, {"customer": customer_id})
+        return [parse_payment(charge) for charge in charges]
+
+    def dispute_list(self, *, payment_intent: str) -> list[Dispute]:
+        disputes = self._paged(self._v1.disputes.list, {"payment_intent": payment_intent})
+        return [parse_dispute(dispute) for dispute in disputes]
+
     # Helpers
+
+    def _paged(
+        self,
+        fetch: Callable[[Any], Any],
+        params: dict[str, Any],
+        *,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every object of a list (or the first `limit`), page by page: each next page starts
+        after the last object of the one before (`starting_after`,
+        https://docs.stripe.com/api/pagination), and each request waits for a token of the
+        process's read bucket (payments.ratelimit) so that long reads stay under Stripe's
+        rate limit."""
+        params = {**params, "limit": min(limit or _PAGE_LIMIT, _PAGE_LIMIT)}
+        found: list[dict[str, Any]] = []
+        while limit is None or len(found) < limit:
+            gateway_reads().take()
+            with _stripe_errors():
+                page = fetch(params)
+            objects = [_plain(obj) for obj in page.data]
+            found.extend(objects)
+            if not page.has_more or not objects:
+                break
+            params = {**params, "starting_after": objects[-1]["id"]}
+        return found if limit is None else found[:limit]
 
     def _subscription_data(self, subscription_id: str) -> dict[str, Any]:
         with _stripe_errors():

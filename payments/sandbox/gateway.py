@@ -15,10 +15,12 @@ from payments.gateway import (
     CardError,
     Charge,
     CheckoutSession,
+    Customer,
     CustomerDetails,
     Dispute,
     GatewayError,
     Invoice,
+    Payment,
     PaymentAttempt,
     PaymentMethod,
     Price,
@@ -27,9 +29,11 @@ from payments.gateway import (
     Refund,
     Subscription,
     parse_checkout_session,
+    parse_customer,
     parse_dispute,
     parse_invoice,
     parse_invoice_line,
+    parse_payment,
     parse_payment_method,
     parse_price,
     parse_refund,
@@ -170,6 +174,14 @@ class SandboxGateway(BillingGateway):
             customer.address, customer.tax_ids = _address(details), _tax_ids(details)
             customer.save()
             engine.emit("customer.updated", objects.customer_json(customer))
+
+    def customer_retrieve(self, *, customer_id: str) -> Customer:
+        customer = SandboxCustomer.objects.filter(pk=customer_id).first()
+        # Gone, or deleted in the dashboard: Stripe answers a deleted customer with a stub that
+        # says so.
+        if customer is None or customer.deleted_at is not None:
+            return Customer(id=customer_id, deleted=True)
+        return parse_customer(objects.customer_json(customer))
 
     def payment_method_default(self, *, customer_id: str) -> PaymentMethod | None:
         customer = _customer(customer_id)
@@ -391,6 +403,17 @@ class SandboxGateway(BillingGateway):
             objects.subscription_json(_get(SandboxSubscription, subscription_id))
         )
 
+    def subscription_list(self, *, customer_id: str) -> list[Subscription]:
+        subscriptions = (
+            SandboxSubscription.objects.filter(customer_id=customer_id)
+            .select_related("price")
+            .order_by("-created", "-id")
+        )
+        return [
+            parse_subscription(objects.subscription_json(subscription))
+            for subscription in subscriptions
+        ]
+
     def subscription_preview_quantity(
         self, *, subscription_id: str, quantity: int, proration_date: datetime
     ) -> ProrationPreview:
@@ -488,14 +511,28 @@ class SandboxGateway(BillingGateway):
 
     # Invoices
 
-    def invoice_list(self, *, customer_id: str, limit: int = 100) -> list[Invoice]:
+    def invoice_list(self, *, customer_id: str, limit: int | None = 100) -> list[Invoice]:
         _customer(customer_id)
         invoices = (
             SandboxInvoice.objects.filter(customer_id=customer_id)
             .select_related("customer", "subscription")
-            .order_by("-created")[:limit]
+            .order_by("-created", "-id")[:limit]
         )
-        return [parse_invoice(objects.invoice_json(invoice)) for invoice in invoices]
+        # As Stripe answers a list read with expand=data.payments: each with its payments.
+        return [
+            parse_invoice(
+                {
+                    **objects.invoice_json(invoice),
+                    "payments": {
+                        "object": "list",
+                        "data": [objects.invoice_payment_json(invoice)]
+                        if invoice.payment_intent
+                        else [],
+                    },
+                }
+            )
+            for invoice in invoices
+        ]
 
     def invoice_retrieve(self, *, invoice_id: str) -> Invoice:
         return parse_invoice(objects.invoice_json(_get(SandboxInvoice, invoice_id)))
@@ -607,3 +644,21 @@ class SandboxGateway(BillingGateway):
 
     def dispute_retrieve(self, *, dispute_id: str) -> Dispute:
         return parse_dispute(objects.dispute_json(_get(SandboxDispute, dispute_id)))
+
+    def payment_list(self, *, customer_id: str) -> list[Payment]:
+        charged = (
+            SandboxInvoice.objects.filter(customer_id=customer_id)
+            .exclude(charge="")
+            .select_related("attempt_payment_method")
+            .prefetch_related("disputes")  # charge_json asks whether it is disputed
+            .order_by("-paid_at", "-id")
+        )
+        return [parse_payment(objects.charge_json(invoice)) for invoice in charged]
+
+    def dispute_list(self, *, payment_intent: str) -> list[Dispute]:
+        disputes = (
+            SandboxDispute.objects.filter(invoice__payment_intent=payment_intent)
+            .select_related("invoice")
+            .order_by("-created", "-id")
+        )
+        return [parse_dispute(objects.dispute_json(dispute)) for dispute in disputes]

@@ -277,7 +277,7 @@ def test_billing_jobs_runs_every_beat_job_once(world: World) -> None:
     ran = [line.split(":")[0] for line in lines]
     assert ran == [name for name, _, _ in settings.PERIODIC_JOBS]
     assert {task for name, task, _ in settings.PERIODIC_JOBS if name in ran} == beat
-    assert len(beat) == 10
+    assert len(beat) == 11
     assert "dunning_sweep: {'graced': 0, 'reminded': 0, 'suspended': 1, 'failed': 0}" in lines
     world.org.refresh_from_db()
     assert world.org.billing_state == State.SUSPENDED

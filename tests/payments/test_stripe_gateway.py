@@ -21,15 +21,20 @@ from payments.gateway import (
     Address,
     CardError,
     CheckoutSession,
+    Customer,
     CustomerDetails,
+    Dispute,
     GatewayError,
     Invoice,
     InvoiceLine,
+    InvoicePayment,
+    Payment,
     PaymentMethod,
     Price,
     ProrationPreview,
     Subscription,
 )
+from payments.ratelimit import TokenBucket
 from payments.stripe_gateway import STRIPE_API_VERSION, StripeGateway
 from payments.tax_ids import tax_id_for
 
@@ -1701,11 +1706,23 @@ def test_it_cancels_at_period_end_and_resumes(fake: FakeStripe, gateway: StripeG
 # Invoices
 
 
-def test_it_lists_the_customers_invoices(fake: FakeStripe, gateway: StripeGateway) -> None:
+def test_it_lists_the_customers_invoices_with_the_payments_that_paid_them(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    # `payments` is an includable field of the invoice, asked for with expand
+    # (https://docs.stripe.com/api/invoice-payment/list).
+    paid = {
+        **invoice_payment_json(intent=INTENT, invoice="in_1RkMkkB7WZ01zgkWs3c0nd00"),  # type: ignore[arg-type]
+        "amount_paid": 1500,
+        "status": "paid",
+    }
     fake.answer(
         stripe_list(
             [
-                invoice_json(id="in_1RkMkkB7WZ01zgkWs3c0nd00", amount=1500),
+                {
+                    **invoice_json(id="in_1RkMkkB7WZ01zgkWs3c0nd00", amount=1500),
+                    "payments": stripe_list([paid], "/v1/invoice_payments"),
+                },
                 invoice_json(id="in_1RkM6cB7WZ01zgkWf1rst000", amount=4000),
             ],
             "/v1/invoices",
@@ -1718,7 +1735,17 @@ def test_it_lists_the_customers_invoices(fake: FakeStripe, gateway: StripeGatewa
         ("in_1RkMkkB7WZ01zgkWs3c0nd00", 1500),
         ("in_1RkM6cB7WZ01zgkWf1rst000", 4000),
     ]
-    assert fake.sent == [Sent("get", "/v1/invoices", {"customer": CUSTOMER, "limit": "20"})]
+    assert invoices[0].payments == (
+        InvoicePayment(payment_intent=INTENT, status="paid", amount_paid=1500),
+    )
+    assert invoices[1].payments == ()
+    assert fake.sent == [
+        Sent(
+            "get",
+            "/v1/invoices",
+            {"customer": CUSTOMER, "limit": "20", "expand": ["data.payments"]},
+        )
+    ]
 
 
 def test_it_pages_through_invoices_up_to_the_limit(
@@ -1744,13 +1771,18 @@ def test_it_pages_through_invoices_up_to_the_limit(
     assert len(invoices) == 150
     assert invoices[-1].id == f"in_1RkMpage{149:016d}"
     assert fake.sent == [
-        Sent("get", "/v1/invoices", {"customer": CUSTOMER, "limit": "100"}),
+        Sent(
+            "get",
+            "/v1/invoices",
+            {"customer": CUSTOMER, "limit": "100", "expand": ["data.payments"]},
+        ),
         Sent(
             "get",
             "/v1/invoices",
             {
                 "customer": CUSTOMER,
                 "limit": "100",
+                "expand": ["data.payments"],
                 "starting_after": f"in_1RkMpage{99:016d}",
             },
         ),
@@ -2187,3 +2219,213 @@ def test_it_sends_each_countrys_tax_id_type(
     )
 
     assert fake.sent[0].params["tax_id_data"] == [{"type": tax_type, "value": value}]
+
+
+# What the reconciler reads: every page of each list, each page after a token of the read bucket
+
+
+def charge_json(
+    *, id: str, intent: str, amount: int = 5000, refunded: int = 0, disputed: bool = False
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": refunded,
+        "captured": True,
+        "created": MID,
+        "currency": "usd",
+        "customer": CUSTOMER,
+        "disputed": disputed,
+        "livemode": False,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": intent,
+        "refunded": refunded >= amount,
+        "status": "succeeded",
+    }
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the tokens taken from the process's read bucket."""
+    taken: list[int] = []
+
+    class Counting:
+        def take(self) -> float:
+            taken.append(1)
+            return 0.0
+
+    monkeypatch.setattr("payments.stripe_gateway.gateway_reads", Counting)
+    return taken
+
+
+def test_it_retrieves_a_customer(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    fake.answer(customer_json())
+
+    customer = gateway.customer_retrieve(customer_id=CUSTOMER)
+
+    assert customer == Customer(
+        id=CUSTOMER,
+        deleted=False,
+        name="Acme Robotics",
+        email="billing@acme.example",
+        metadata={"organization": "42"},
+    )
+    assert fake.sent == [Sent("get", f"/v1/customers/{CUSTOMER}", {})]
+    assert reads == [1]
+
+
+def test_it_reports_a_deleted_customer_and_an_unknown_one_as_gone(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    # A deleted customer is still answered, as a stub saying so
+    # (https://docs.stripe.com/api/customers/retrieve); an id Stripe never had is a 404.
+    fake.answer({"id": CUSTOMER, "object": "customer", "deleted": True})
+    fake.answer(invalid_request_json("No such customer: 'cus_gone'", param="id"), 404)
+
+    assert gateway.customer_retrieve(customer_id=CUSTOMER).deleted
+    assert gateway.customer_retrieve(customer_id="cus_gone") == Customer(
+        id="cus_gone", deleted=True
+    )
+
+
+def test_it_does_not_take_an_outage_for_a_deleted_customer(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    fake.answer(
+        {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}, 401
+    )
+
+    with pytest.raises(GatewayError):
+        gateway.customer_retrieve(customer_id=CUSTOMER)
+
+
+def test_it_lists_every_subscription_of_a_customer_page_by_page(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    # Without status=all, canceled subscriptions are left out
+    # (https://docs.stripe.com/api/subscriptions/list); pages follow starting_after
+    # (https://docs.stripe.com/api/pagination).
+    first = [{**subscription_json(), "id": f"sub_1RkMpage{n:015d}"} for n in range(100)]
+    second = [{**subscription_json(status="canceled", quantity=7), "id": "sub_1RkMlast"}]
+    fake.answer(stripe_list(first, "/v1/subscriptions", has_more=True))
+    fake.answer(stripe_list(second, "/v1/subscriptions"))
+
+    subscriptions = gateway.subscription_list(customer_id=CUSTOMER)
+
+    assert len(subscriptions) == 101
+    assert (subscriptions[-1].id, subscriptions[-1].status, subscriptions[-1].quantity) == (
+        "sub_1RkMlast",
+        "canceled",
+        7,
+    )
+    assert fake.sent == [
+        Sent("get", "/v1/subscriptions", {"customer": CUSTOMER, "status": "all", "limit": "100"}),
+        Sent(
+            "get",
+            "/v1/subscriptions",
+            {
+                "customer": CUSTOMER,
+                "status": "all",
+                "limit": "100",
+                "starting_after": f"sub_1RkMpage{99:015d}",
+            },
+        ),
+    ]
+    assert reads == [1, 1]
+
+
+def test_it_lists_every_invoice_when_asked_for_no_limit(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    fake.answer(
+        stripe_list(
+            [invoice_json(id=f"in_1RkMpage{n:016d}") for n in range(100)],
+            "/v1/invoices",
+            has_more=True,
+        )
+    )
+    fake.answer(stripe_list([invoice_json(id="in_1RkMlast")], "/v1/invoices"))
+
+    invoices = gateway.invoice_list(customer_id=CUSTOMER, limit=None)
+
+    assert [invoice.id for invoice in invoices[-2:]] == [f"in_1RkMpage{99:016d}", "in_1RkMlast"]
+    assert [sent.params.get("starting_after") for sent in fake.sent] == [
+        None,
+        f"in_1RkMpage{99:016d}",
+    ]
+    assert reads == [1, 1]
+
+
+def test_it_lists_a_customers_payments_and_a_payments_disputes(
+    fake: FakeStripe, gateway: StripeGateway, reads: list[int]
+) -> None:
+    # Refunds and disputes cannot be listed by customer; the customer's charges say which
+    # payments have any (https://docs.stripe.com/api/charges/list,
+    # https://docs.stripe.com/api/disputes/list).
+    fake.answer(
+        stripe_list(
+            [
+                charge_json(id="ch_1", intent=INTENT, refunded=2500, disputed=True),
+                charge_json(id="ch_2", intent="pi_3RkMsecond"),
+            ],
+            "/v1/charges",
+            has_more=True,
+        )
+    )
+    fake.answer(stripe_list([charge_json(id="ch_3", intent="pi_3RkMthird")], "/v1/charges"))
+    fake.answer(stripe_list([dispute_json(status="won")], "/v1/disputes"))
+
+    payments = gateway.payment_list(customer_id=CUSTOMER)
+    disputes = gateway.dispute_list(payment_intent=INTENT)
+
+    assert payments[0] == Payment(
+        id="ch_1",
+        payment_intent=INTENT,
+        amount=5000,
+        amount_refunded=2500,
+        disputed=True,
+        status="succeeded",
+        created=at(MID),
+    )
+    assert [payment.id for payment in payments] == ["ch_1", "ch_2", "ch_3"]
+    assert [(d.id, d.status, d.won) for d in disputes] == [(DISPUTE, "won", True)]
+    assert isinstance(disputes[0], Dispute)
+    assert fake.sent == [
+        Sent("get", "/v1/charges", {"customer": CUSTOMER, "limit": "100"}),
+        Sent(
+            "get", "/v1/charges", {"customer": CUSTOMER, "limit": "100", "starting_after": "ch_2"}
+        ),
+        Sent("get", "/v1/disputes", {"payment_intent": INTENT, "limit": "100"}),
+    ]
+    assert reads == [1, 1, 1]
+
+
+def test_it_waits_for_the_read_bucket_before_each_page(
+    fake: FakeStripe, gateway: StripeGateway, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 reads a second by default: the 26th read of a burst waits 40 ms for its token."""
+    clock = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    settings.GATEWAY_READS_PER_SECOND = 25
+    bucket = TokenBucket(rate=25, clock=lambda: clock[0], sleep=sleep)
+    monkeypatch.setattr("payments.stripe_gateway.gateway_reads", lambda: bucket)
+    for page in range(26):
+        more = page < 25
+        fake.answer(
+            stripe_list(
+                [charge_json(id=f"ch_{page}", intent=f"pi_{page}")], "/v1/charges", has_more=more
+            )
+        )
+
+    assert len(gateway.payment_list(customer_id=CUSTOMER)) == 26
+    assert slept == [pytest.approx(0.04)]
