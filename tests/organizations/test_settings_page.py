@@ -27,9 +27,7 @@ def test_the_matrix_says_on_which_tab_each_setting_lives(world: World) -> None:
 
 
 @pytest.mark.parametrize("role", [Role.OWNER, Role.ADMIN])
-def test_settings_links_to_each_setting_that_lives_on_another_tab(
-    world: World, role: Role
-) -> None:
+def test_settings_links_to_each_setting_that_lives_on_another_tab(world: World, role: Role) -> None:
     client = client_for(world.person(role))
     page = client.get(reverse("org_settings", args=[world.org.pk])).content.decode()
     # Each link leads to the page that holds the form, and to the form on it.
