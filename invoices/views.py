@@ -123,6 +123,11 @@ def _dollars(cents: int) -> str:
     return f"{sign}{dollars}.{rest:02d}"
 
 
+# No invoice carries tax: the product sells at list price with no tax rates and no Stripe Tax
+# (the sandbox neither), so each invoice shows its tax line as $0.00, as Stripe's invoices do.
+INVOICE_TAX_CENTS = 0
+
+
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -208,6 +213,7 @@ def invoice_detail(request: HttpRequest, org_id: UUID, invoice_id: int) -> HttpR
             "tab": "invoices",
             "invoice": invoice,
             "lines": invoice.line_items,
+            "tax": INVOICE_TAX_CENTS,
             "overdue": overdue,
         },
     )
