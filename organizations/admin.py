@@ -45,8 +45,14 @@ LIFECYCLE_FIELDS = (
     "deleted_at",
 )
 # What a suspension leaves behind; shown only while the organization is suspended, so that an
-# active organization shows no stale reason from a suspension staff lifted.
-SUSPENSION_FIELDS = ("suspended_at", "suspended_by_staff", "suspension_reason")
+# active organization shows no stale reason (or retention countdown) from a lifted suspension.
+SUSPENSION_FIELDS = (
+    "suspended_at",
+    "suspended_by_staff",
+    "suspension_reason",
+    "retention_scheduled",
+    "deletion_notice_days",
+)
 
 
 def lifecycle_fields(organization: Organization | None) -> tuple[str, ...]:

@@ -112,6 +112,7 @@ def test_a_lifted_suspension_leaves_no_reason_on_the_page(
         page = admin_client.get(url).content.decode()
         assert "Card testing from this account" not in page
         assert "Suspension reason" not in page
+        assert "Retention scheduled" not in page
 
 
 def test_the_organization_links_to_its_lifecycle_and_its_actions(
