@@ -177,7 +177,7 @@ def stacked_chart(
         Tick(round(HEIGHT - plot_height * n / 4, 2), short_money(top * n // 4)) for n in range(5)
     ]
     every = max(1, -(-len(columns) // 8))
-    x_ticks = []
+    x_ticks: list[Tick] = []
     for index, column in enumerate(columns):
         if index % every:
             continue

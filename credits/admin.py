@@ -399,12 +399,14 @@ class PurchaseAdmin(ReadOnly):
         url = reverse("admin:credits_purchase_refund", args=[obj.pk])
         return format_html('<a href="{}">Refund…</a>', url)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # Who paid and the refund first; then the purchase's own fields.
         own = [
-            name for name in super().get_fields(request, obj) if name not in self.readonly_fields
+            name
+            for name in super().get_fields(request, obj)
+            if isinstance(name, str) and name not in self.readonly_fields
         ]
-        return ["payer", "refund_link", *own]
+        return ("payer", "refund_link", *own)
 
     def get_urls(self) -> list[URLPattern]:
         refund = path(

@@ -70,8 +70,8 @@ class OrganizationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = (MembershipInline,)
 
-    def get_fields(self, request: HttpRequest, obj: Organization | None = None) -> list[str]:
-        return ["name", "created_at", "credits", "lifecycle", *lifecycle_fields(obj)]
+    def get_fields(self, request: HttpRequest, obj: Organization | None = None) -> tuple[str, ...]:
+        return ("name", "created_at", "credits", "lifecycle", *lifecycle_fields(obj))
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Organization | None = None
