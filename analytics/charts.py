@@ -1,5 +1,11 @@
 """Charts as geometry for server-rendered SVG: no script, no CDN. The templates draw the shapes
-computed here and print the same numbers as a table beside each chart."""
+computed here and print the same numbers as a table beside each chart.
+
+Only shapes scale with the page: the plot is an SVG stretched to the width of its box
+(`preserveAspectRatio="none"`, at a fixed height in CSS pixels), and every word and number is
+drawn at its own size outside it — the axes in SVGs without a viewBox (one unit, one CSS pixel;
+the x positions in percent of the plot's width), the bar charts' labels and amounts as HTML. A
+720-unit chart scaled into a 390-px phone drew its 11-unit text 5 px tall (issue 23)."""
 
 from dataclasses import dataclass
 from datetime import date
@@ -12,10 +18,13 @@ PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#b
 OTHER_COLOUR = "#8c8c8c"
 OTHER = "__other__"
 
-WIDTH = 720
-HEIGHT = 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
-BAR_ROW = 26
+# The stacked chart's plot, in its viewBox's units: the width is stretched to the box; the height
+# is CSS pixels (static/css/analytics.css, .chart-plot), so y positions are pixels on the y axis.
+WIDTH = 648
+HEIGHT = 232
+TOP = 12  # room above the highest tick for half its label
+# A bar chart's bar, in its viewBox's units (stretched to the track's width).
+BAR_SPACE = 240
 
 
 def short_money(amount: int) -> str:
@@ -66,8 +75,10 @@ class Segment:
 
 @dataclass(frozen=True)
 class Tick:
-    position: float
+    position: float  # y: pixels from the plot's top; x: percent of the plot's width
     label: str
+    anchor: str = "middle"
+    minor: bool = False  # left out on a phone, where every label would not fit
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,6 @@ class StackedChart:
     unit: str = "day"
     width: int = WIDTH
     height: int = HEIGHT
-    plot_left: int = LEFT
-    plot_right: int = WIDTH - RIGHT
-    plot_bottom: int = HEIGHT - BOTTOM
 
     @property
     def empty(self) -> bool:
@@ -143,14 +151,13 @@ def stacked_chart(
         columns.append(Column(start, bucket_label(start, bucket), values, sum(values)))
 
     top = nice_ceiling(max((column.total for column in columns), default=0))
-    plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = WIDTH - LEFT - RIGHT
-    slot = plot_width / max(len(columns), 1)
+    plot_height = HEIGHT - TOP
+    slot = WIDTH / max(len(columns), 1)
     bar = max(slot * 0.8, 1.0)
     segments: list[Segment] = []
     for index, column in enumerate(columns):
-        x = LEFT + index * slot + (slot - bar) / 2
-        base = float(HEIGHT - BOTTOM)
+        x = index * slot + (slot - bar) / 2
+        base = float(HEIGHT)
         for one, amount in zip(series, column.values, strict=True):
             if not amount:
                 continue
@@ -167,17 +174,24 @@ def stacked_chart(
                 )
             )
     y_ticks = [
-        Tick(round(HEIGHT - BOTTOM - plot_height * n / 4, 2), short_money(top * n // 4))
-        for n in range(5)
+        Tick(round(HEIGHT - plot_height * n / 4, 2), short_money(top * n // 4)) for n in range(5)
     ]
     every = max(1, -(-len(columns) // 8))
-    x_ticks = [
-        Tick(
-            round(LEFT + index * slot + slot / 2, 2), bucket_label(column.start, bucket, short=True)
+    x_ticks: list[Tick] = []
+    for index, column in enumerate(columns):
+        if index % every:
+            continue
+        percent = round((index * slot + slot / 2) * 100 / WIDTH, 2)
+        # A label centred on the first or last bar would stick out of the chart's box.
+        anchor = "start" if percent < 6 else "end" if percent > 94 else "middle"
+        x_ticks.append(
+            Tick(
+                percent,
+                bucket_label(column.start, bucket, short=True),
+                anchor,
+                minor=len(x_ticks) % 2 == 1,
+            )
         )
-        for index, column in enumerate(columns)
-        if index % every == 0
-    ]
     unit = {Bucket.DAY: "day", Bucket.WEEK: "week", Bucket.MONTH: "month"}[bucket]
     description = (
         f"Stacked bars, one per {unit}, {len(series)} series; the same numbers are in the table."
@@ -191,18 +205,8 @@ class Bar:
     detail: str
     amount: int
     share: float  # of the chart's total, 0–100
-    width: float
-    y: float
+    width: float  # of BAR_SPACE
     href: str
-    value_x: float
-
-    @property
-    def bar_y(self) -> float:
-        return self.y + 5
-
-    @property
-    def text_y(self) -> float:
-        return self.y + 18
 
 
 @dataclass(frozen=True)
@@ -210,21 +214,7 @@ class BarChart:
     title: str
     bars: list[Bar]
     total: int
-    width: int = 480
-    label_width: int = 150
-    bar_row: int = BAR_ROW
-
-    @property
-    def height(self) -> int:
-        return max(len(self.bars), 1) * BAR_ROW + 4
-
-    @property
-    def bar_left(self) -> int:
-        return self.label_width + 8
-
-    @property
-    def bar_space(self) -> int:
-        return self.width - self.label_width - 8 - 80
+    bar_space: int = BAR_SPACE
 
 
 def bar_chart(*, title: str, items: list[tuple[str, str, int, str]], most: int = 8) -> BarChart:
@@ -236,18 +226,15 @@ def bar_chart(*, title: str, items: list[tuple[str, str, int, str]], most: int =
         rest = ranked[most - 1 :]
         ranked = [*ranked[: most - 1], (f"{len(rest)} others", "", sum(i[2] for i in rest), "")]
     biggest = max((item[2] for item in ranked), default=0) or 1
-    chart = BarChart(title, [], total)
     bars = [
         Bar(
             label=label,
             detail=detail,
             amount=amount,
             share=round(amount * 100 / total, 1) if total else 0.0,
-            width=round(max(amount / biggest * chart.bar_space, 1.0 if amount else 0.0), 2),
-            y=index * BAR_ROW + 2,
+            width=round(max(amount / biggest * BAR_SPACE, 1.0 if amount else 0.0), 2),
             href=href,
-            value_x=round(chart.bar_left + max(amount / biggest * chart.bar_space, 1.0) + 6, 2),
         )
-        for index, (label, detail, amount, href) in enumerate(ranked)
+        for label, detail, amount, href in ranked
     ]
     return BarChart(title, bars, total)

@@ -5,6 +5,7 @@ process refuses to start without them.
 """
 
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -210,6 +211,15 @@ STORAGES = {
 
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kilo Billing <billing@localhost>")
+# Where customers reach a person: every page and email that says "contact support" shows it
+# (accounts/templatetags/support.py). By default the address the emails come from.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="") or parseaddr(DEFAULT_FROM_EMAIL)[1]
+# The seller on every invoice (the Invoices tab, the sandbox's hosted invoice page and PDF), as
+# Stripe prints the account's business name, address and tax ID; with Stripe, keep them the same
+# as the account's public details. SELLER_ADDRESS: lines separated by "\n".
+SELLER_NAME = env.str("SELLER_NAME", default="Kilo Billing")
+SELLER_ADDRESS = env.str("SELLER_ADDRESS", default="", multiline=True)
+SELLER_VAT_ID = env.str("SELLER_VAT_ID", default="")
 
 # Payments: Stripe when a secret key is set; the local sandbox (no real money) only in development
 # or when chosen explicitly with BILLING_GATEWAY=sandbox (DESIGN.md, "Payments": production never

@@ -351,7 +351,7 @@ class ReversalInline(admin.TabularInline):
 class PurchaseAdmin(ReadOnly):
     list_display = (
         "created_at",
-        "account",
+        "payer",
         "kind",
         "amount",
         "status",
@@ -359,25 +359,54 @@ class PurchaseAdmin(ReadOnly):
         "refund_link",
     )
     list_filter = ("status", "kind")
+    # Staff know a customer by its organization's name or id, or by a person's email (the
+    # buyer of personal credits, or anyone in the organization), as often as by an invoice.
     search_fields = (
+        # Ids whole (compared as text: a name typed in the box is no error), not a few digits.
+        "id__exact",
         "gateway_invoice_id",
         "invoice_number",
         "checkout_session_id",
         "idempotency_key",
+        "account__organization__name",
+        "account__organization__id__exact",
+        "account__organization__memberships__user__email",
+        "account__user__email",
+        "created_by__email",
     )
-    list_select_related = ("account",)
+    list_select_related = ("account__organization", "account__user")
+    readonly_fields = ("payer", "refund_link")
     inlines = (ReversalInline,)
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, obj: Purchase) -> str:
         return cents_filter(obj.amount_cents)
 
+    @admin.display(description="For")
+    def payer(self, obj: Purchase) -> str:
+        account = obj.account
+        if account.organization is not None:
+            url = reverse("admin:organizations_organization_change", args=[account.organization_id])
+            return format_html('<a href="{}">{}</a>', url, account.organization.name)
+        if account.user is not None:
+            return format_html("{} <small>(personal)</small>", account.user.email)
+        return str(account)
+
     @admin.display(description="Refund")
     def refund_link(self, obj: Purchase) -> str:
         if obj.status != Purchase.Status.PAID:
-            return ""
+            return "—"
         url = reverse("admin:credits_purchase_refund", args=[obj.pk])
         return format_html('<a href="{}">Refund…</a>', url)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Who paid and the refund first; then the purchase's own fields.
+        own = [
+            name
+            for name in super().get_fields(request, obj)
+            if isinstance(name, str) and name not in self.readonly_fields
+        ]
+        return ("payer", "refund_link", *own)
 
     def get_urls(self) -> list[URLPattern]:
         refund = path(

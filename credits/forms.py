@@ -1,5 +1,6 @@
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 
@@ -108,6 +109,12 @@ class AutoTopupForm(forms.Form):
     threshold = forms.CharField(max_length=20, label="When the balance falls under (USD)")
     amount = forms.CharField(max_length=20, label="Buy (USD)")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Ids of its own: the low-balance form on the same page has a `threshold` too, and the
+        # error summary links to each field by id.
+        kwargs.setdefault("auto_id", "topup_%s")
+        super().__init__(*args, **kwargs)
+
     def clean_threshold(self) -> int:
         cents = dollars_field(
             self.cleaned_data["threshold"],
@@ -146,6 +153,10 @@ class LowBalanceForm(forms.Form):
         "personal credits)",
         help_text="An organization's billing email (in its billing details) always gets it too.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "alert_%s")
+        super().__init__(*args, **kwargs)
 
     def clean_threshold(self) -> int | None:
         return microdollars_field(

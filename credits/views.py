@@ -83,6 +83,16 @@ def _scope(request: HttpRequest, org_id: UUID | None) -> Scope:
     return Scope(account, ORGANIZATION_RULES, membership, (str(org_id),), "org")
 
 
+# A form sent back with its errors, as the summary at the top of the page names it: the page is
+# long, and on a phone the form's own section is screens below where the browser shows it.
+FAILED = {
+    "buy_form": ("Nothing is bought yet", "buy-credits"),
+    "topup_form": ("Auto top-up is not saved", "auto-top-up"),
+    "alert_form": ("The low-balance alert is not saved", "low-balance"),
+    "limit_form": ("The daily limit is not saved", "daily-limit"),
+}
+
+
 def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
     account = scope.account
     can_limit = scope.membership is not None and allows(
@@ -127,6 +137,10 @@ def _page(request: HttpRequest, scope: Scope, **forms: object) -> HttpResponse:
         "holds_in_progress": selectors.holds_in_progress(account=account).count()
         if account.held
         else 0,
+        "failed": [
+            {"title": FAILED[name][0], "section": FAILED[name][1], "form": form}
+            for name, form in forms.items()
+        ],
     }
     return render(request, "credits/credits.html", context, status=400 if forms else 200)
 

@@ -108,13 +108,13 @@ class Overview:
 
 
 def _checklist(
-    *, organization: Organization, occupancy: Occupancy, account: CreditAccount | None, user: User
+    *, membership: Membership, occupancy: Occupancy, account: CreditAccount | None, user: User
 ) -> list[Step]:
     people = len(occupancy.holders) + len(occupancy.without_seat)
     credited = (
         account is not None and LedgerEntry.objects.filter(account=account, amount__gt=0).exists()
     )
-    return [
+    steps = [
         Step(
             "Buy seats for the people who use Kilo Code",
             occupancy.subscription is not None,
@@ -128,13 +128,18 @@ def _checklist(
             "org_credits",
             "Buy credits",
         ),
-        Step(
-            "Create an API token for the extension",
-            ApiToken.objects.filter(user=user, revoked_at__isnull=True).exists(),
-            "personal_tokens",
-            "Create a token",
-        ),
     ]
+    # A token spends the organization's credits: not a step for a billing manager, who cannot.
+    if allows(membership.role, Permission.SPEND_CREDITS):
+        steps.append(
+            Step(
+                "Create an API token for the extension",
+                ApiToken.objects.filter(user=user, revoked_at__isnull=True).exists(),
+                "personal_tokens",
+                "Create a token",
+            )
+        )
+    return steps
 
 
 def organization_overview(*, membership: Membership, user: User, today: date) -> Overview:
@@ -156,7 +161,7 @@ def organization_overview(*, membership: Membership, user: User, today: date) ->
             uses = budget_uses(account=account, month=today.replace(day=1))
             overview.budgets_near = [use for use in uses if use.near]
         overview.checklist = _checklist(
-            organization=organization, occupancy=occupancy, account=account, user=user
+            membership=membership, occupancy=occupancy, account=account, user=user
         )
     if allows(membership.role, Permission.SPEND_CREDITS):
         account_id = account.pk if account else None

@@ -15,7 +15,7 @@ from dunning.exceptions import LifecycleError
 from dunning.forms import ExtendGraceForm, LifecycleReasonForm, SuspendForm
 from dunning.models import LifecycleTransition, OrganizationLifecycle
 from invoices.admin import ReadOnlyMixin
-from organizations.admin import LIFECYCLE_FIELDS
+from organizations.admin import lifecycle_fields
 
 
 class TransitionInline(ReadOnlyMixin, admin.TabularInline):
@@ -42,8 +42,6 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
     list_filter = ("billing_state",)
     # Staff often know a customer by a person's email: find the organizations they belong to.
     search_fields = ("name", "id", "memberships__user__email")
-    fields = ("name", *LIFECYCLE_FIELDS)
-    readonly_fields = fields
     inlines = (TransitionInline,)
     actions = ("extend_grace", "suspend_now", "restore")
 
@@ -52,6 +50,12 @@ class OrganizationLifecycleAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("name", *lifecycle_fields(obj))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self.get_fields(request, obj)
 
     @admin.display(description="Data deleted on")
     def deletion_due_at(self, obj: OrganizationLifecycle) -> Any:

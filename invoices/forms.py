@@ -78,8 +78,9 @@ class InvoiceFilterForm(forms.Form):
 
 
 class PayNowForm(forms.Form):
-    confirm = forms.BooleanField(
-        required=True,
-        label="Charge the card shown above now",
-        error_messages={"required": "Tick the box to confirm the charge."},
-    )
+    """The Pay now page is the confirmation (what is charged, to which card, a "Pay $X now"
+    button): no box to tick. The page sends the total it showed, and a different total due by
+    then is charged only after the page is shown again. A double submit pays once (the service
+    claims each invoice)."""
+
+    total_cents = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)

@@ -20,6 +20,7 @@ from accounts.models import User
 from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.forms import BillingDetailsForm
+from billing.templatetags.money import cents
 from invoices import selectors, services
 from invoices.exceptions import NothingToPay, PayNowBusy
 from invoices.forms import InvoiceFilterForm, PayNowForm
@@ -122,6 +123,11 @@ def _dollars(cents: int) -> str:
     return f"{sign}{dollars}.{rest:02d}"
 
 
+# No invoice carries tax: the product sells at list price with no tax rates and no Stripe Tax
+# (the sandbox neither), so each invoice shows its tax line as $0.00, as Stripe's invoices do.
+INVOICE_TAX_CENTS = 0
+
+
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -207,6 +213,7 @@ def invoice_detail(request: HttpRequest, org_id: UUID, invoice_id: int) -> HttpR
             "tab": "invoices",
             "invoice": invoice,
             "lines": invoice.line_items,
+            "tax": INVOICE_TAX_CENTS,
             "overdue": overdue,
         },
     )
@@ -295,12 +302,22 @@ def pay_now(request: HttpRequest, org_id: UUID) -> HttpResponse:
     organization = membership.organization
     plan = services.pay_now_plan(organization=organization)
     overdue = [*plan.to_pay, *plan.to_repay, *plan.to_void]
-    form = PayNowForm(request.POST if request.method == "POST" else None)
+    form = PayNowForm(
+        request.POST if request.method == "POST" else None, initial={"total_cents": plan.total}
+    )
     if request.method == "POST" and not overdue:
         messages.info(request, "Nothing is overdue: there is nothing to pay.")
         return redirect("org_invoices", org_id=org_id)
     if request.method == "POST" and form.is_valid():
-        return _pay_now_confirmed(request, organization)
+        shown = form.cleaned_data["total_cents"]
+        if shown is None or shown == plan.total:
+            return _pay_now_confirmed(request, organization)
+        form = PayNowForm(initial={"total_cents": plan.total})
+        messages.warning(
+            request,
+            f"What is due changed since the page was shown: now {cents(plan.total)} USD. "
+            "Nothing was charged; check it and pay again.",
+        )
     card, answered = _card(request, membership)
     renewal = None
     if overdue and plan.restart is None:

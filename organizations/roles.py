@@ -72,7 +72,9 @@ MATRIX: tuple[tuple[Permission, str, frozenset[Role]], ...] = (
     ),
     (
         Permission.MANAGE_SETTINGS,
-        "Settings (name, member daily limits, usage visibility), audit log",
+        # Each setting named with the tab where it lives (the Settings tab links to the others).
+        "Rename the organization (Settings); member daily limits (Credits); monthly budgets "
+        "(Members); what members see of usage (Usage); the audit log",
         frozenset({OWNER, ADMIN}),
     ),
 )

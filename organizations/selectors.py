@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from organizations.models import AuditEvent, Invitation, Membership, Organization
+from organizations.roles import Role
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:
@@ -19,6 +20,18 @@ def members_of_organization(*, organization: Organization) -> QuerySet[Membershi
         Membership.objects.filter(organization=organization)
         .select_related("user")
         .order_by("role", "user__email")
+    )
+
+
+def is_last_owner(*, membership: Membership) -> bool:
+    """The last owner cannot leave, be demoted or be removed: the organization keeps one."""
+    return (
+        membership.role == Role.OWNER
+        and not Membership.objects.filter(
+            organization_id=membership.organization_id, role=Role.OWNER
+        )
+        .exclude(pk=membership.pk)
+        .exists()
     )
 
 

@@ -18,6 +18,7 @@ from organizations.exceptions import InvitationUnusable, SeatRequired, TeamRuleE
 from organizations.models import AuditEvent, Invitation, Membership, Organization
 from organizations.roles import Role, allows, permission_to_invite, permission_to_manage
 from organizations.rules import team_rules_check
+from organizations.selectors import is_last_owner
 
 
 def audit_record(
@@ -284,7 +285,7 @@ def membership_remove(*, actor: User, membership: Membership, target: Membership
 @transaction.atomic
 def membership_leave(*, membership: Membership) -> None:
     _lock_owners(membership.organization_id)
-    if membership.role == Role.OWNER and not _other_owners(membership):
+    if is_last_owner(membership=membership):
         raise TeamRuleError(
             "You are the last owner: make someone else owner, or delete the organization."
         )

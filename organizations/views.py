@@ -80,6 +80,7 @@ def _members_page(
         "members": selectors.members_of_organization(organization=organization),
         "invitations": selectors.open_invitations(organization=organization),
         "invite_form": invite_form,
+        "last_owner": selectors.is_last_owner(membership=membership),
         "assignable_roles": assignable_roles(membership.role),
         "invitable_roles": invitable_roles(membership.role),
         "matrix": [(label, [role in roles for role in Role]) for _, label, roles in MATRIX],
@@ -229,9 +230,12 @@ def member_remove(request: HttpRequest, org_id: UUID, membership_id: int) -> Htt
 def leave(request: HttpRequest, org_id: UUID) -> HttpResponse:
     membership = membership_for(request, org_id)
     if request.method != "POST":
-        return render(
-            request, "organizations/leave.html", {"membership": membership, "tab": "members"}
-        )
+        context = {
+            "membership": membership,
+            "tab": "members",
+            "last_owner": selectors.is_last_owner(membership=membership),
+        }
+        return render(request, "organizations/leave.html", context)
     try:
         services.membership_leave(membership=membership)
     except TeamRuleError as error:

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from accounts.company import seller_details
 from payments.sandbox import engine, objects, services
 from payments.sandbox.forms import BankAccountForm, CardForm
 from payments.sandbox.gateway import customer_page_claims
@@ -139,6 +140,7 @@ def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
         "sandbox/invoice.html",
         {
             "invoice": record,
+            "subtotal": _subtotal(record),
             "form": form,
             "authentication_url": engine.authentication_url(
                 record.payment_intent, objects.site_url("sandbox_invoice", record.id)
@@ -209,14 +211,33 @@ def _money(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
 
+# The sandbox collects no tax (`automatic_tax` off and no tax rates, as in Stripe's invoice
+# fixture): its invoices print a tax line of $0.00, and the lines' sum is the total.
+SANDBOX_TAX = 0
+
+
+def _subtotal(record: SandboxInvoice) -> int:
+    """The lines' sum before tax."""
+    return sum(int(line["amount"]) for line in record.lines)
+
+
 def invoice_pdf(request: HttpRequest, invoice_id: str) -> HttpResponse:
     record = get_object_or_404(
         SandboxInvoice.objects.select_related("customer").exclude(status="draft"), pk=invoice_id
     )
     customer = record.customer
+    seller = seller_details()
     lines: list[tuple[int, str]] = [
         (18, f"Invoice {record.number}"),
-        (11, "Kilo Billing (sandbox: no real money moved)"),
+        (11, "Sandbox: no real money moved"),
+        (11, ""),
+        # The seller first, as on Stripe's invoices: name, address, tax ID.
+        (11, f"From: {seller.name}"),
+        *[(11, line) for line in seller.address_lines],
+    ]
+    if seller.vat_id:
+        lines.append((11, f"VAT ID: {seller.vat_id}"))
+    lines += [
         (11, ""),
         (11, f"Billed to: {customer.name or customer.email}"),
     ]
@@ -236,6 +257,8 @@ def invoice_pdf(request: HttpRequest, invoice_id: str) -> HttpResponse:
         lines.append((11, f"{line['description']}    {_money(line['amount'])}"))
     lines += [
         (11, ""),
+        (11, f"Subtotal: {_money(_subtotal(record))}"),
+        (11, f"Tax: {_money(SANDBOX_TAX)}"),
         (12, f"Total: {_money(record.amount_due)} {record.currency.upper()}"),
         (11, f"Paid: {_money(record.amount_paid)}"),
         (11, f"Remaining: {_money(record.amount_due - record.amount_paid)}"),

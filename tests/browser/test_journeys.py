@@ -520,8 +520,9 @@ def test_it_takes_a_failing_card_through_grace_and_suspension_and_back_with_pay_
     expect(owner_page.get_by_role("heading", name="Pay now")).to_be_visible()
     expect(owner_page.locator("tfoot")).to_contain_text("$36.00 USD")
     expect(owner_page.locator("body")).to_contain_text("To the card: Visa ending in 0341")
-    owner_page.get_by_label("Charge the card shown above now:", exact=True).check()
     snap(owner_page, "pay-now-failing-card")
+    # The page is the confirmation: the amount, the card, and a button that says both; no box.
+    expect(owner_page.locator("main").get_by_role("checkbox")).to_have_count(0)
     owner_page.get_by_role("button", name="Pay $36.00 now").click()
     expect(owner_page.locator("ul.messages")).to_contain_text(
         "The card was declined: Your card was declined. Update the payment method and try again."
@@ -533,7 +534,6 @@ def test_it_takes_a_failing_card_through_grace_and_suspension_and_back_with_pay_
     expect(owner_page.get_by_role("heading", name="Pay now")).to_be_visible()
     expect(owner_page.locator("ul.messages")).to_contain_text("Card saved: Visa ending in 4242")
     expect(owner_page.locator("body")).to_contain_text("To the card: Visa ending in 4242")
-    owner_page.get_by_label("Charge the card shown above now:", exact=True).check()
     owner_page.get_by_role("button", name="Pay $36.00 now").click()
     messages = owner_page.locator("ul.messages")
     expect(messages).to_contain_text("Acme Robotics is active again.")

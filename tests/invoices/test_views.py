@@ -381,15 +381,19 @@ def test_pay_now_confirms_what_is_charged_to_which_card_and_the_next_charge(
     assert "$90.00" in page
     assert "Visa ending in 0341" in page
     assert "Next charge: $90.00 USD for 5 seats on" in page
-    assert 'name="confirm"' in page
+    # The page is the confirmation (issue 23): its button says the amount, no box to tick.
+    assert 'type="checkbox"' not in page
+    assert 'name="total_cents" value="9000"' in page
+    assert "Pay $90.00 now</button>" in page
 
 
-def test_pay_now_without_confirmation_charges_nothing(
+def test_pay_now_charges_nothing_when_the_total_changed_since_the_page(
     world: World, in_grace: SandboxCustomer
 ) -> None:
-    response = client_for(world.owner).post(url("org_pay_now", world), {})
+    response = client_for(world.owner).post(url("org_pay_now", world), {"total_cents": "1800"})
     assert response.status_code == 400
-    assert b"Tick the box to confirm the charge." in response.content
+    assert "now $90.00 USD. Nothing was charged" in response.content.decode()
+    assert 'name="total_cents" value="9000"' in response.content.decode()
     assert Invoice.objects.get(billing_reason="subscription_cycle").attempt_count == 2
 
 
