@@ -19,7 +19,16 @@ PLAN_INTERVAL = "month"
 
 
 class GatewayError(Exception):
-    """The provider could not do what was asked (not a card problem)."""
+    """The provider could not do what was asked (not a card problem). `permanent` when asking
+    again cannot help: the object does not exist (404 `resource_missing`) or the request is
+    invalid (400 `invalid_request_error`); a webhook event failing so is retried a bounded number
+    of times and then set aside for a person (payments.dispatch). Network trouble, rate limits
+    and the provider's own errors are not permanent: waiting heals them."""
+
+    def __init__(self, message: str = "", *, permanent: bool = False, code: str = "") -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
 
 
 # Stripe's own list of decline codes it never retries automatically ("the scheduled retries

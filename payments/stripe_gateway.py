@@ -125,10 +125,20 @@ def _card_error(error: stripe.CardError, *, invoice_id: str = "") -> CardError:
 def _describe(error: stripe.StripeError) -> str:
     message = f"Stripe {type(error).__name__}: {error.user_message or 'no message'}"
     if error.http_status:
-        message += f" (HTTP {error.http_status})"
+        message += f" (HTTP {error.http_status}{', ' + error.code if error.code else ''})"
     if error.request_id:
         message += f" [{error.request_id}]"
     return message
+
+
+# What asking again cannot heal: 400, "the request was unacceptable, often due to missing a
+# required parameter", and 404, "the requested resource doesn't exist" (`resource_missing`);
+# 409, 429 and 5xx are worth waiting for (https://docs.stripe.com/api/errors).
+PERMANENT_HTTP_STATUSES = frozenset({400, 404})
+
+
+def _permanent(error: stripe.StripeError) -> bool:
+    return error.http_status in PERMANENT_HTTP_STATUSES or error.code == "resource_missing"
 
 
 @contextmanager
@@ -138,7 +148,9 @@ def _stripe_errors(*, invoice_id: str = "") -> Iterator[None]:
     except stripe.CardError as error:
         raise _card_error(error, invoice_id=invoice_id) from error
     except stripe.StripeError as error:
-        raise GatewayError(_describe(error)) from error
+        raise GatewayError(
+            _describe(error), permanent=_permanent(error), code=error.code or ""
+        ) from error
 
 
 def _first_item(subscription: dict[str, Any]) -> dict[str, Any]:
@@ -658,7 +670,11 @@ class StripeGateway(BillingGateway):
                 "",
             )
             if not intent:
-                raise GatewayError(f"Stripe has no paid payment for invoice {invoice_id}")
+                raise GatewayError(
+                    f"Stripe has no paid payment for invoice {invoice_id}",
+                    permanent=True,
+                    code="resource_missing",
+                )
             refund = self._v1.refunds.create(
                 {
                     "payment_intent": intent,

@@ -648,21 +648,28 @@ def refund_create(
     """A refund of all (amount None) or part of what is left of the invoice's charge. Stripe
     refuses more than is left, and a charge already charged back."""
     if invoice.status != "paid" or not invoice.charge:
-        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to refund.")
+        raise GatewayError(
+            f"Invoice {invoice.number or invoice.id} has no payment to refund.", permanent=True
+        )
     if reason and reason not in REFUND_REASONS:
-        raise GatewayError(f"Invalid reason {reason!r}: use one of {', '.join(REFUND_REASONS)}.")
+        raise GatewayError(
+            f"Invalid reason {reason!r}: use one of {', '.join(REFUND_REASONS)}.", permanent=True
+        )
     if _open_dispute(invoice) or invoice.disputes.filter(status="lost").exists():
-        raise GatewayError(f"Charge {invoice.charge} has been charged back; it cannot be refunded.")
+        raise GatewayError(
+            f"Charge {invoice.charge} has been charged back; it cannot be refunded.", permanent=True
+        )
     remaining = invoice.amount_paid - invoice.amount_refunded
     if remaining <= 0:
-        raise GatewayError(f"Charge {invoice.charge} has already been refunded.")
+        raise GatewayError(f"Charge {invoice.charge} has already been refunded.", permanent=True)
     amount = remaining if amount is None else amount
     if amount <= 0:
-        raise GatewayError("A refund must be a positive amount.")
+        raise GatewayError("A refund must be a positive amount.", permanent=True)
     if amount > remaining:
         raise GatewayError(
             f"Refund amount (${amount / 100:,.2f}) is greater than unrefunded amount on charge "
-            f"(${remaining / 100:,.2f})"
+            f"(${remaining / 100:,.2f})",
+            permanent=True,
         )
     refund = SandboxRefund.objects.create(
         id=new_id("re"),
@@ -685,15 +692,20 @@ def dispute_open(
 ) -> SandboxDispute:
     """A cardholder's chargeback: the disputed amount is withdrawn at once."""
     if invoice.status != "paid" or not invoice.charge:
-        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to dispute.")
+        raise GatewayError(
+            f"Invoice {invoice.number or invoice.id} has no payment to dispute.", permanent=True
+        )
     if invoice.disputes.exists():
         raise GatewayError(
-            f"Charge {invoice.charge} is already disputed; a charge has one dispute."
+            f"Charge {invoice.charge} is already disputed; a charge has one dispute.",
+            permanent=True,
         )
     disputable = invoice.amount_paid - invoice.amount_refunded
     amount = disputable if amount is None else amount
     if not 0 < amount <= disputable:
-        raise GatewayError(f"A dispute of this charge is for at most ${disputable / 100:,.2f}.")
+        raise GatewayError(
+            f"A dispute of this charge is for at most ${disputable / 100:,.2f}.", permanent=True
+        )
     dispute = SandboxDispute.objects.create(
         id=new_id("du"), invoice=invoice, amount=amount, reason=reason, created=now()
     )
@@ -705,9 +717,11 @@ def dispute_open(
 
 def dispute_close(dispute: SandboxDispute, *, outcome: str) -> SandboxDispute:
     if outcome not in ("won", "lost"):
-        raise GatewayError("A dispute closes as won or lost.")
+        raise GatewayError("A dispute closes as won or lost.", permanent=True)
     if dispute.status in ("won", "lost"):
-        raise GatewayError(f"Dispute {dispute.id} is already closed ({dispute.status}).")
+        raise GatewayError(
+            f"Dispute {dispute.id} is already closed ({dispute.status}).", permanent=True
+        )
     dispute.status = outcome
     dispute.closed_at = now()
     dispute.save(update_fields=["status", "closed_at"])

@@ -75,7 +75,9 @@ def _get(model: type[_M], object_id: str) -> _M:
         return model._default_manager.get(pk=object_id)
     except ObjectDoesNotExist:
         raise GatewayError(
-            f"No such {model.__name__.removeprefix('Sandbox').lower()}: '{object_id}'"
+            f"No such {model.__name__.removeprefix('Sandbox').lower()}: '{object_id}'",
+            permanent=True,
+            code="resource_missing",
         ) from None
 
 
@@ -90,7 +92,8 @@ def _tax_ids(details: CustomerDetails) -> list[dict[str, str]]:
         return []
     if not tax_id_valid(details.tax_id_type, details.tax_id):
         raise GatewayError(
-            f"Invalid value for {details.tax_id_type}: {details.tax_id!r} (invalid_request_error)"
+            f"Invalid value for {details.tax_id_type}: {details.tax_id!r} (invalid_request_error)",
+            permanent=True,
         )
     return [{"id": f"txi_{details.tax_id}", "type": details.tax_id_type, "value": details.tax_id}]
 
@@ -320,7 +323,11 @@ class SandboxGateway(BillingGateway):
                 .first()
             )
             if session is None:
-                raise GatewayError(f"No such checkout.session: '{session_id}'")
+                raise GatewayError(
+                    f"No such checkout.session: '{session_id}'",
+                    permanent=True,
+                    code="resource_missing",
+                )
             if session.status != "complete" or session.payment_method is None:
                 return
             engine.payment_method_make_default(session.customer, session.payment_method)
@@ -398,7 +405,9 @@ class SandboxGateway(BillingGateway):
         def make() -> str:
             subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
             if subscription.status not in ("active", "past_due", "trialing"):
-                raise GatewayError(f"The subscription is {subscription.status}; it cannot change.")
+                raise GatewayError(
+                    f"The subscription is {subscription.status}; it cannot change.", permanent=True
+                )
             if quantity <= subscription.quantity:
                 subscription.quantity = quantity
                 subscription.updated = engine.now()
@@ -450,7 +459,7 @@ class SandboxGateway(BillingGateway):
         with engine.action(), transaction.atomic():
             subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
             if subscription.status == "canceled":
-                raise GatewayError("The subscription has ended; start a new one.")
+                raise GatewayError("The subscription has ended; start a new one.", permanent=True)
             if subscription.cancel_at_period_end != value:
                 subscription.cancel_at_period_end = value
                 subscription.canceled_at = engine.now() if value else None
@@ -495,7 +504,9 @@ class SandboxGateway(BillingGateway):
             if invoice.status == "draft":
                 engine.invoice_finalize(invoice)
             if invoice.status != "open":
-                raise GatewayError(f"Invoice {invoice.number or invoice.id} is {invoice.status}.")
+                raise GatewayError(
+                    f"Invoice {invoice.number or invoice.id} is {invoice.status}.", permanent=True
+                )
             if error := engine.invoice_attempt(invoice, return_url=return_url):
                 failures.append(error)
             return invoice.id
@@ -512,12 +523,15 @@ class SandboxGateway(BillingGateway):
         with engine.action(), transaction.atomic():
             invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
             if invoice is None:
-                raise GatewayError(f"No such invoice: '{invoice_id}'")
+                raise GatewayError(
+                    f"No such invoice: '{invoice_id}'", permanent=True, code="resource_missing"
+                )
             if invoice.status in ("draft", "open", "uncollectible"):
                 engine.invoice_void(invoice)
             elif invoice.status != "void":
                 raise GatewayError(
-                    f"You can only void an open invoice; {invoice.number} is {invoice.status}."
+                    f"You can only void an open invoice; {invoice.number} is {invoice.status}.",
+                    permanent=True,
                 )
         return self.invoice_retrieve(invoice_id=invoice_id)
 
@@ -557,7 +571,9 @@ class SandboxGateway(BillingGateway):
         def make() -> str:
             invoice = SandboxInvoice.objects.select_for_update().filter(pk=invoice_id).first()
             if invoice is None:
-                raise GatewayError(f"No such invoice: '{invoice_id}'")
+                raise GatewayError(
+                    f"No such invoice: '{invoice_id}'", permanent=True, code="resource_missing"
+                )
             return engine.refund_create(invoice, amount=amount, reason=reason, metadata=metadata).id
 
         refund_id = self._once(idempotency_key, make)
