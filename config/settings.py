@@ -239,6 +239,13 @@ STRIPE_WEBHOOK_SECRET = env.str(
 )
 if not DEBUG and not STRIPE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("DEBUG is off: set STRIPE_WEBHOOK_SECRET.")
+# Webhook processing (payments.dispatch): a worker claims an event for this long; if it dies, the
+# retry sweep takes the event up again once the claim has lapsed. An error that waiting cannot
+# heal (the gateway's 404 or 400) is tried this many times, then set aside for a person.
+WEBHOOK_PROCESSING_LEASE = env_duration("WEBHOOK_PROCESSING_LEASE", timedelta(minutes=10))
+WEBHOOK_PERMANENT_ERROR_ATTEMPTS = env.int("WEBHOOK_PERMANENT_ERROR_ATTEMPTS", default=3)
+if WEBHOOK_PERMANENT_ERROR_ATTEMPTS < 1:
+    raise ImproperlyConfigured("WEBHOOK_PERMANENT_ERROR_ATTEMPTS must be 1 or more.")
 
 # The failed-payment lifecycle.
 BILLING_GRACE_PERIOD = env_duration("BILLING_GRACE_PERIOD", timedelta(days=3))
