@@ -150,15 +150,27 @@ def _failure_fields(
     return fields
 
 
-@transaction.atomic
 def invoice_sync(
     *, invoice: gateway.Invoice, observed_at: datetime | None = None
 ) -> Invoice | None:
     """Create or update the local copy of a gateway invoice and tell what changed
     (`invoice_changed`: the lifecycle reacts). A snapshot older than the stored one (a late
     event) changes nothing. `observed_at` is the event's `created`; a record just fetched from the
-    gateway is observed now. Returns None for a customer no billing profile knows."""
-    observed_at = observed_at or timezone.now()
+    gateway is observed now. Returns None for a customer no billing profile knows.
+
+    How a new failed attempt ended is read from the gateway first, with no transaction open;
+    then the copy is written in one short transaction that re-checks, under the locks, that the
+    attempt is still new."""
+    attempt = _last_attempt(invoice)
+    return _invoice_store(
+        invoice=invoice, observed_at=observed_at or timezone.now(), attempt=attempt
+    )
+
+
+@transaction.atomic
+def _invoice_store(
+    *, invoice: gateway.Invoice, observed_at: datetime, attempt: gateway.PaymentAttempt | None
+) -> Invoice | None:
     profile = (
         BillingProfile.objects.select_related("organization")
         .filter(gateway_customer_id=invoice.customer)
@@ -171,7 +183,6 @@ def invoice_sync(
             "invoice %s: no billing profile for customer %r", invoice.id, invoice.customer
         )
         return None
-    attempt = _last_attempt(invoice)  # a gateway call: before the locks below
     if profile.organization_id:
         # Lock order organization → invoice, as the seat handlers lock the organization first:
         # two events of one invoice processed at once then wait for each other, never deadlock.

@@ -25,6 +25,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
@@ -226,60 +227,87 @@ def _organization_of(subscription_id: str) -> tuple[UUID | None, Subscription | 
     return organization_id, fetched
 
 
+# How many times a refresh reads the gateway again because the row changed while it was reading.
+REFRESH_TRIES = 5
+
+
+class _ChangedMeanwhile(Exception):
+    """The organization's row changed between reading its version and locking it."""
+
+
+def _row_version(organization_id: UUID) -> str | None:
+    """The row's version: PostgreSQL's xmin, new with every write to the row. None: no row."""
+    return (
+        SeatSubscription.objects.filter(organization_id=organization_id)
+        .annotate(version=RawSQL("xmin::text", ()))
+        .values_list("version", flat=True)
+        .first()
+    )
+
+
 def seat_subscription_refresh(*, subscription_id: str) -> SeatSubscription | None:
-    """Mirror the gateway's subscription, re-fetched while the organization's row is locked, so
-    that whatever order events arrive in, the newest state is the last one written. Creates the
-    row from the purchase's metadata; records the end of a subscription once. None for
-    subscriptions that are not seat subscriptions of a known organization."""
+    """Mirror the gateway's subscription. It is read first, with no transaction open, then
+    written under the organization's row lock only if nobody wrote the row since the read began
+    (its version is unchanged); otherwise it is read again. So the last write always comes from
+    the newest read, whatever order events arrive in. Creates the row from the purchase's
+    metadata; records the end of a subscription once. None for subscriptions that are not seat
+    subscriptions of a known organization."""
     organization_id, _ = _organization_of(subscription_id)
     if organization_id is None:
         return None
     gateway = get_gateway()
-    with transaction.atomic():
-        row = (
-            SeatSubscription.objects.select_for_update()
-            .filter(organization_id=organization_id)
-            .first()
-        )
-        if row is None:
-            # Serializes the creation of the organization's row (only ever taken here).
-            list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
-            row = (
-                SeatSubscription.objects.select_for_update()
-                .filter(organization_id=organization_id)
-                .first()
-            )
+    for _ in range(REFRESH_TRIES):
+        seen = _row_version(organization_id)
         fetched = gateway.subscription_retrieve(subscription_id=subscription_id)
-        _link_purchase(organization_id, fetched)
-        if row is None:
-            row = SeatSubscription(organization_id=organization_id)
-        elif row.gateway_subscription_id != fetched.id:
-            if not _replaces(row, fetched):
-                return row
-            # A new subscription after the old one ended; activated_at stays, so the seat rules
-            # keep applying while it is not paid yet.
-            row.removing = 0
-        was_live = row.pk is not None and row.is_live
-        _apply(row, fetched)
-        ended = was_live and not row.is_live
-        if ended:
-            row.ended_at = timezone.now()
-        row.save()
-        if ended:
-            organization = Organization.objects.get(pk=organization_id)
-            audit_record(
-                organization=organization,
-                actor=None,
-                action="seats.end",
-                target=_plural(row.quantity),
-                subscription=row.gateway_subscription_id,
-            )
-            _email(
-                organization,
-                f"Seats ended for {organization.name}",
-                "emails/seats_end.txt",
-                {"subscription": row},
-            )
+        try:
+            return _refresh_store(organization_id, fetched, seen=seen)
+        except _ChangedMeanwhile:
+            continue
+    raise SeatChangeBusy
+
+
+@transaction.atomic
+def _refresh_store(
+    organization_id: UUID, fetched: Subscription, *, seen: str | None
+) -> SeatSubscription:
+    rows = SeatSubscription.objects.select_for_update().filter(organization_id=organization_id)
+    row = rows.first()
+    if row is None:
+        # Serializes the creation of the organization's row (only ever taken here).
+        list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
+        row = rows.first()
+    if _row_version(organization_id) != seen:
+        raise _ChangedMeanwhile  # read again: what was read may be older than what is stored
+    _link_purchase(organization_id, fetched)
+    if row is None:
+        row = SeatSubscription(organization_id=organization_id)
+    elif row.gateway_subscription_id != fetched.id:
+        if not _replaces(row, fetched):
+            return row
+        # A new subscription after the old one ended; activated_at stays, so the seat rules
+        # keep applying while it is not paid yet.
+        row.removing = 0
+    was_live = row.pk is not None and row.is_live
+    _apply(row, fetched)
+    ended = was_live and not row.is_live
+    if ended:
+        row.ended_at = timezone.now()
+    row.save()
+    if ended:
+        organization = Organization.objects.get(pk=organization_id)
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="seats.end",
+            target=_plural(row.quantity),
+            subscription=row.gateway_subscription_id,
+        )
+        _email(
+            organization,
+            f"Seats ended for {organization.name}",
+            "emails/seats_end.txt",
+            {"subscription": row},
+        )
     return row
 
 

@@ -1,8 +1,11 @@
 """Fixed personas: an organization with one person per role, and a neighbouring organization
 whose owner is the outsider. Whatever the neighbour holds must stay invisible to Acme's people."""
 
+import functools
 import os
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from accounts.models import User
@@ -21,7 +24,7 @@ from credits.pricing import prices_load
 from credits.spend import spend_cache_clear
 from organizations.models import Organization
 from organizations.roles import Role
-from payments import dispatch
+from payments import dispatch, factory
 from payments.models import WebhookEvent
 from payments.sandbox import delivery
 from payments.sandbox.models import SandboxEvent
@@ -92,6 +95,77 @@ def _sandbox_posts_through_the_test_client(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 celery_app.conf.task_always_eager = True
+
+# Gateway methods that never reach the provider: its clock (Stripe's is the wall clock).
+LOCAL_GATEWAY_METHODS = frozenset({"now"})
+GATEWAY_IN_TRANSACTION = "gateway_in_transaction"
+
+
+def open_transactions() -> int:
+    """Atomic blocks the code under test opened (not pytest-django's test-case atomics)."""
+    return sum(1 for block in connection.atomic_blocks if not block._from_testcase)
+
+
+class NoCallInsideATransaction:
+    """Wraps the gateway that payments.factory hands out: every call to the provider records a
+    violation when a transaction (and so possibly a row lock) is open. Recorded, and raised, so
+    that code catching broad exceptions cannot hide it; the test fails at its end either way.
+    `isinstance` sees the wrapped gateway's class."""
+
+    def __init__(self, gateway: Any, violations: list[str]) -> None:
+        self._gateway = gateway
+        self._violations = violations
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() sees the gateway's class
+        return type(self._gateway)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._gateway, name)
+        if name.startswith("_") or name in LOCAL_GATEWAY_METHODS or not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if depth := open_transactions():
+                where = "".join(traceback.format_stack(limit=12)[:-1])
+                violation = (
+                    f"gateway.{name}() called inside {depth} open transaction(s) "
+                    f"(no gateway call inside a transaction or under a row lock):\n{where}"
+                )
+                self._violations.append(violation)
+                raise AssertionError(violation)
+            return attribute(*args, **kwargs)
+
+        return guarded
+
+
+def atomic_as_test_case() -> transaction.Atomic:
+    """A transaction a test opens around what it runs and rolls back, as a test case does: the
+    code under it is not inside a transaction of its own making (for the guard below and for
+    durable atomic blocks), just as with pytest-django's own."""
+    atomic = transaction.atomic()
+    atomic._from_testcase = True
+    return atomic
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_call_inside_a_transaction(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """DESIGN.md, Webhooks: gateway calls happen before a transaction opens, never inside one or
+    under a row lock. Any test that makes one fails, unless marked gateway_in_transaction (a test
+    that calls inside one on purpose, to show what happens)."""
+    if request.node.get_closest_marker(GATEWAY_IN_TRANSACTION):
+        yield
+        return
+    violations: list[str] = []
+    monkeypatch.setattr(
+        factory, "wrap", lambda gateway: NoCallInsideATransaction(gateway, violations)
+    )
+    yield
+    if violations:
+        pytest.fail(violations[0], pytrace=False)
 
 
 def settle() -> None:
@@ -168,6 +242,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{GATEWAY_IN_TRANSACTION}: the test calls the gateway inside a transaction on purpose "
+        "(the guard against it is off)",
+    )
     start_at = config.getoption("--start-at")
     if not start_at:
         return
