@@ -25,7 +25,7 @@ from payments.models import WebhookEvent
 from payments.sandbox.gateway import SandboxGateway
 from payments.signing import signature_header
 
-NEEDS_PERSON = WebhookEvent.Status.NEEDS_PERSON
+NEEDS_PERSON = "needs_person"
 ADMIN_EMAIL = "staff@kilo.test"
 
 
