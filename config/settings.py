@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "credits.middleware.ApiBodyLimit",
+    "config.busy.BusyAnswer",
 ]
 
 # The extension API's own chain (config/wsgi.py): only what its answers need.

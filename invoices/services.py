@@ -19,6 +19,8 @@ from invoices import selectors
 from invoices.exceptions import NothingToPay
 from invoices.models import Invoice
 from invoices.signals import invoice_changed
+from organizations.exceptions import RowBusy
+from organizations.locks import lock_wait_bounded
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
@@ -167,7 +169,13 @@ def invoice_sync(
     )
 
 
-@transaction.atomic
+def _busy() -> RowBusy:
+    return RowBusy("This invoice is being updated by another request; try again in a moment.")
+
+
+# Durable: invoice_sync reads the gateway before it, so it is never called inside a transaction.
+@transaction.atomic(durable=True)
+@lock_wait_bounded(_busy)
 def _invoice_store(
     *, invoice: gateway.Invoice, observed_at: datetime, attempt: gateway.PaymentAttempt | None
 ) -> Invoice | None:
@@ -262,6 +270,7 @@ def _repayment_settle(repayment: Invoice) -> None:
 
 
 @transaction.atomic
+@lock_wait_bounded(_busy)
 def invoice_reversals_sync(
     *, gateway_invoice_id: str, refunds: list[gateway.Refund], dispute: gateway.Dispute | None
 ) -> Invoice | None:

@@ -35,6 +35,8 @@ from billing.exceptions import CurrencyMismatch
 from billing.notify import email_billing_contacts
 from billing.services import billing_currency_lock, billing_profile_for, gateway_customer_ensure
 from billing.templatetags.money import cents
+from organizations.exceptions import RowBusy
+from organizations.locks import lock_wait_bounded
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.factory import get_gateway
@@ -266,16 +268,18 @@ def seat_subscription_refresh(*, subscription_id: str) -> SeatSubscription | Non
     raise SeatChangeBusy
 
 
-@transaction.atomic
+# Durable: the refresh reads the gateway before it, so it is never called inside a transaction.
+@transaction.atomic(durable=True)
 def _refresh_store(
     organization_id: UUID, fetched: Subscription, *, seen: str | None
 ) -> SeatSubscription:
     rows = SeatSubscription.objects.select_for_update().filter(organization_id=organization_id)
-    row = rows.first()
-    if row is None:
-        # Serializes the creation of the organization's row (only ever taken here).
-        list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
+    with lock_wait_bounded(SeatChangeBusy):
         row = rows.first()
+        if row is None:
+            # Serializes the creation of the organization's row (only ever taken here).
+            list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
+            row = rows.first()
     if _row_version(organization_id) != seen:
         raise _ChangedMeanwhile  # read again: what was read may be older than what is stored
     _link_purchase(organization_id, fetched)
@@ -367,15 +371,16 @@ def seat_invoice_paid(*, invoice: Invoice) -> SeatReceipt | None:
         row = seat_subscription_refresh(subscription_id=invoice.subscription)
         if row is None or row.gateway_subscription_id != invoice.subscription:
             return None
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if SeatReceipt.objects.filter(gateway_invoice_id=invoice.id).exists():
             return None
         # Serializes the service and the webhook recording the same invoice.
-        row = (
-            SeatSubscription.objects.select_for_update()
-            .select_related("organization")
-            .get(pk=row.pk)
-        )
+        with lock_wait_bounded(SeatChangeBusy):
+            row = (
+                SeatSubscription.objects.select_for_update()
+                .select_related("organization")
+                .get(pk=row.pk)
+            )
         if SeatReceipt.objects.filter(gateway_invoice_id=invoice.id).exists():
             return None
         change = _change_for_invoice(row, invoice, kind)
@@ -460,9 +465,12 @@ def seat_require_empty(
     and never leave more seat-holders than seats."""
     if role not in SEAT_ROLES:
         return
-    subscription = (
-        SeatSubscription.objects.select_for_update().filter(organization_id=organization_id).first()
-    )
+    with lock_wait_bounded(RowBusy):
+        subscription = (
+            SeatSubscription.objects.select_for_update()
+            .filter(organization_id=organization_id)
+            .first()
+        )
     if subscription is None or not subscription.limited:
         return
     occupied = occupied_seat_count(
@@ -856,7 +864,8 @@ def seats_add(
 
 def _release(row_pk: int, seats: int) -> SeatSubscription:
     """Give back seats held for a removal (inside the caller's transaction); the locked row."""
-    row = SeatSubscription.objects.select_for_update().get(pk=row_pk)
+    with lock_wait_bounded(SeatChangeBusy):
+        row = SeatSubscription.objects.select_for_update().get(pk=row_pk)
     row.removing = max(row.removing - seats, 0)
     row.save(update_fields=["removing"])
     return row
@@ -944,7 +953,7 @@ def _removal_reserve(
 ) -> SeatChange:
     """Check that `seats` are empty and hold them back, under the row lock that invitations and
     acceptances take too: from this commit on, nobody can take them."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True), lock_wait_bounded(SeatChangeBusy):
         locked = SeatSubscription.objects.select_for_update().get(pk=row.pk)
         _apply(locked, current)
         occupied = occupied_seat_count(organization_id=organization.pk)

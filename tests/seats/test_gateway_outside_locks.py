@@ -3,21 +3,32 @@ subscription is read from the gateway first, with no transaction open, and writt
 transaction that re-checks under the lock that nobody wrote the row meanwhile. While the gateway
 is being asked, invitations and seat removals (which lock the same rows) go ahead."""
 
+import re
 import threading
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import OperationalError, connection, transaction
+from django.http import HttpResponse
+from django.urls import reverse
 
-from organizations.models import Organization
+from organizations import locks
+from organizations.models import Invitation, Membership, Organization
+from organizations.roles import Role
 from payments.gateway import Subscription
 from payments.models import WebhookEvent
 from payments.sandbox.gateway import SandboxGateway
 from payments.sandbox.models import SandboxSubscription
 from seats import services
-from seats.models import SeatSubscription
-from tests.conftest import World, open_transactions
+from seats.models import SeatChange, SeatSubscription
+from tests.conftest import World, client_for, open_transactions
+from tests.factories import UserFactory
 from tests.payments.test_dead_letters import post
 from tests.seats.conftest import buy
 
@@ -136,3 +147,119 @@ def test_a_refresh_that_read_an_older_state_reads_again_instead_of_writing_it(
     assert reads == [5, 7, 7]  # first, second, first again
     assert results["first"].quantity == results["second"].quantity == 7
     assert SeatSubscription.objects.get(organization=world.org).quantity == 7
+
+
+# Row locks on request paths wait a bounded time, then the person is told to try again.
+
+HELD_FOR = 4.0  # seconds another transaction keeps the seat subscription row locked
+ANSWERED_WITHIN = 2.5  # seconds: the bounded wait (0.3 s here) and the request itself
+
+
+@contextmanager
+def seat_row_held(organization_id: object) -> Iterator[None]:
+    """Another transaction holds the organization's seat subscription row (as a slow writer
+    would) for HELD_FOR seconds, from a thread of its own."""
+    locked, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                list(
+                    SeatSubscription.objects.select_for_update().filter(
+                        organization_id=organization_id
+                    )
+                )
+                locked.set()
+                done.wait(timeout=HELD_FOR)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(timeout=10)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(locks, "REQUEST_LOCK_WAIT", timedelta(milliseconds=300))
+
+
+def timed(request: Callable[[], HttpResponse]) -> tuple[HttpResponse, float]:
+    began = time.monotonic()
+    response = request()
+    return response, time.monotonic() - began
+
+
+def test_an_invitation_behind_a_locked_seat_row_is_told_to_try_again(
+    world: World, short_wait: None
+) -> None:
+    buy(world.org, world.owner, seats=10)
+    with seat_row_held(world.org.pk):
+        response, took = timed(
+            lambda: client_for(world.owner).post(
+                reverse("org_invite", args=[world.org.pk]),
+                {"email": "newcomer@acme.test", "role": Role.MEMBER},
+            )
+        )
+    assert took < ANSWERED_WITHIN
+    assert response.status_code == 400
+    assert "try again in a moment" in response.content.decode().lower()
+    assert not Invitation.objects.filter(email="newcomer@acme.test").exists()
+    # Once the other change is done, the same invitation goes through.
+    response = client_for(world.owner).post(
+        reverse("org_invite", args=[world.org.pk]),
+        {"email": "newcomer@acme.test", "role": Role.MEMBER},
+    )
+    assert response.status_code == 302
+    assert Invitation.objects.filter(email="newcomer@acme.test").exists()
+
+
+def test_a_seat_removal_behind_a_locked_seat_row_is_told_to_try_again(
+    world: World, short_wait: None
+) -> None:
+    buy(world.org, world.owner, seats=10)
+    with seat_row_held(world.org.pk):
+        response, took = timed(
+            lambda: client_for(world.owner).post(
+                reverse("org_seats_remove", args=[world.org.pk]),
+                {"seats": 2, "key": str(uuid.uuid4())},
+            )
+        )
+    assert took < ANSWERED_WITHIN
+    assert response.status_code == 400
+    assert "Another seat change for this organization" in response.content.decode()
+    assert SandboxSubscription.objects.get().quantity == 10
+    assert not SeatChange.objects.filter(kind=SeatChange.Kind.REMOVE).exists()
+    assert SeatSubscription.objects.get(organization=world.org).removing == 0
+
+
+def test_accepting_an_invitation_behind_a_locked_seat_row_answers_busy_not_500(
+    world: World, short_wait: None
+) -> None:
+    buy(world.org, world.owner, seats=10)
+    mail.outbox.clear()
+    client_for(world.owner).post(
+        reverse("org_invite", args=[world.org.pk]),
+        {"email": "joiner@acme.test", "role": Role.MEMBER},
+    )
+    invitation = Invitation.objects.get(email="joiner@acme.test")
+    match = re.search(r"/invitations/([\w-]+)/", mail.outbox[-1].body)
+    assert match
+    token = match.group(1)
+    joiner = UserFactory(email="joiner@acme.test")
+    with seat_row_held(world.org.pk):
+        response, took = timed(
+            lambda: client_for(joiner).post(reverse("invitation_accept", args=[token]))
+        )
+    assert took < ANSWERED_WITHIN
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "try again" in response.content.decode().lower()
+    assert not Membership.objects.filter(organization=world.org, user=joiner).exists()
+    invitation.refresh_from_db()
+    assert invitation.accepted_at is None
