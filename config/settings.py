@@ -4,6 +4,7 @@ Development defaults apply only with DEBUG on; with DEBUG off the secrets have n
 process refuses to start without them.
 """
 
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -264,6 +265,16 @@ SANDBOX_SHUFFLE_SEED = env.int("SANDBOX_SHUFFLE_SEED", default=None)
 SANDBOX_END_OF_RETRIES = env.str("SANDBOX_END_OF_RETRIES", default="unpaid")
 if SANDBOX_END_OF_RETRIES not in ("unpaid", "cancel", "past_due"):
     raise ImproperlyConfigured("SANDBOX_END_OF_RETRIES: use unpaid, cancel or past_due.")
+# SANDBOX_DELIVERY=chaos: events delivered late (up to a day of the sandbox's clock), in any order
+# across actions, some twice, some lost and redelivered later, as Stripe allows itself
+# (payments/sandbox/chaos.py); "immediate" (the default): each action's events right after it.
+# SANDBOX_CHAOS_SEED replays a run; without it one is drawn here, so that it can be printed.
+SANDBOX_DELIVERY = env.str("SANDBOX_DELIVERY", default="immediate").strip().lower()
+if SANDBOX_DELIVERY not in ("immediate", "chaos"):
+    raise ImproperlyConfigured("SANDBOX_DELIVERY: use immediate or chaos.")
+SANDBOX_CHAOS_SEED = env.int("SANDBOX_CHAOS_SEED", default=None)
+if SANDBOX_CHAOS_SEED is None:
+    SANDBOX_CHAOS_SEED = secrets.randbelow(2**31)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True

@@ -145,6 +145,16 @@ class SandboxCheckoutSessionAdmin(ReadOnlyAdmin):
 
 @admin.register(SandboxEvent)
 class SandboxEventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "created", "delivered_at", "attempts", "last_response")
+    list_display = (
+        "id",
+        "type",
+        "created",
+        "delivered_at",
+        "next_attempt_at",
+        "attempts",
+        "deliveries",
+        "copies",
+        "last_response",
+    )
     list_filter = ("type",)
     search_fields = ("id", "type")

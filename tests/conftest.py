@@ -2,12 +2,14 @@
 whose owner is the outsider. Whatever the neighbour holds must stay invisible to Acme's people."""
 
 import functools
+import math
 import os
 import time
 import traceback
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -16,6 +18,7 @@ import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Min
 from django.test import Client
 
 from accounts.models import User
@@ -26,7 +29,7 @@ from organizations.models import Organization
 from organizations.roles import Role
 from payments import dispatch, factory
 from payments.models import WebhookEvent
-from payments.sandbox import delivery
+from payments.sandbox import chaos, delivery, engine
 from payments.sandbox.models import SandboxEvent
 from seats.plans import seat_plans_ensure
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -69,6 +72,13 @@ def _clean_cache() -> None:
     cache.clear()
     # The API's per-process spend contexts: each test starts as a fresh process would.
     spend_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _chaos_per_test(request: pytest.FixtureRequest) -> None:
+    """Chaotic delivery's plans start afresh for each test, from SANDBOX_CHAOS_SEED and the
+    test's name: a test sees the same plans run alone or in the whole suite."""
+    chaos.reset(settings.SANDBOX_CHAOS_SEED ^ zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(autouse=True)
@@ -170,13 +180,14 @@ def _no_gateway_call_inside_a_transaction(
 
 def settle() -> None:
     """Deliver every sandbox event and process every stored webhook event, as worker and beat
-    would: the asynchronous half of a payment, run to its end."""
+    would: the asynchronous half of a payment, run to its end. With chaotic delivery, only the
+    events due by the sandbox's clock (`drain` moves the clock until none is left)."""
+    chaotic = settings.SANDBOX_DELIVERY == "chaos"
     for _ in range(20):
-        pending_events = list(
-            SandboxEvent.objects.filter(delivered_at__isnull=True).order_by(
-                "delivery_order", "created", "id"
-            )
-        )
+        owed = SandboxEvent.objects.filter(next_attempt_at__isnull=False)
+        if chaotic:
+            owed = owed.filter(next_attempt_at__lte=engine.now())
+        pending_events = list(owed.order_by("delivery_order", "created", "id"))
         for event in pending_events:
             delivery.sandbox_event_deliver(event_id=event.id)
         owed = list(
@@ -188,6 +199,25 @@ def settle() -> None:
             dispatch.webhook_event_process(webhook_event_id=webhook_event.pk)
         if not pending_events and not owed:
             return
+
+
+def drain(*, longest: timedelta = timedelta(days=7)) -> None:
+    """Settle, then move the sandbox's clock to each next delivery that is due later (chaotic
+    delivery: late events, second copies, lost attempts redelivered) and settle again, until no
+    event is owed: the queue drained. Gives up (fails) after `longest` of sandbox time."""
+    until = engine.now() + longest
+    settle()
+    while True:
+        due = SandboxEvent.objects.filter(next_attempt_at__isnull=False).aggregate(
+            first=Min("next_attempt_at")
+        )["first"]
+        if due is None:
+            return
+        assert due <= until, f"sandbox events still owed after {longest}"
+        wait = math.ceil((due - engine.now()).total_seconds())
+        if wait > 0:
+            engine.clock_advance(seconds=wait)
+        settle()
 
 
 @pytest.fixture
@@ -271,6 +301,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = []
+    if settings.SANDBOX_DELIVERY == "chaos":
+        lines.append(
+            "sandbox delivery chaotic (late, reordered, duplicated, lost and redelivered), "
+            f"seed {settings.SANDBOX_CHAOS_SEED} "
+            f"(replay: SANDBOX_DELIVERY=chaos SANDBOX_CHAOS_SEED={settings.SANDBOX_CHAOS_SEED})"
+        )
     if settings.SANDBOX_SHUFFLE_EVENTS:
         lines.append(
             f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"

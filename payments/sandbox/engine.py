@@ -32,7 +32,7 @@ from payments.gateway import (
     GatewayError,
 )
 from payments.queue import enqueue_after_commit
-from payments.sandbox import objects
+from payments.sandbox import chaos, objects
 from payments.sandbox.models import (
     SandboxCheckoutSession,
     SandboxClock,
@@ -133,13 +133,15 @@ def action() -> Iterator[None]:
 
 
 def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
-    """Record an event and deliver it after commit (and again until the app answers 2xx)."""
+    """Record an event and deliver it after commit (and again until the app answers 2xx); with
+    SANDBOX_DELIVERY=chaos, when its plan says (payments.sandbox.chaos)."""
     event_id = new_id("evt")
+    at = now()
     payload = {
         "id": event_id,
         "object": "event",
         "api_version": objects.API_VERSION,
-        "created": objects.ts(now()),
+        "created": objects.ts(at),
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 1,
@@ -147,14 +149,28 @@ def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
         "type": event_type,
     }
     batch: list[tuple[int, str]] | None = getattr(_local, "events", None)
-    if batch is None:
+    due, copies, drops = at, 1, 0
+    if settings.SANDBOX_DELIVERY == "chaos":
+        # Late, in any order across actions, some twice, some lost and redelivered: ordered by
+        # when each is due, at random within one microsecond.
+        plan = chaos.plan()
+        due, copies, drops = due + plan.delay, plan.copies, plan.drops
+        order = int(due.timestamp() * 1_000_000) * chaos.TIEBREAK_SPAN + chaos.tiebreak()
+    elif batch is None:
         order = _action_base()
     elif settings.SANDBOX_SHUFFLE_EVENTS:
         order = _local.base + _random().randrange(_ACTION_SPAN)
     else:
         order = _local.base + len(batch)
     event = SandboxEvent.objects.create(
-        id=event_id, type=event_type, payload=payload, delivery_order=order
+        id=event_id,
+        type=event_type,
+        payload=payload,
+        delivery_order=order,
+        created=at,
+        next_attempt_at=due,
+        copies=copies,
+        drops=drops,
     )
     if batch is None:
         enqueue_after_commit(DELIVER_TASK, event_id)
