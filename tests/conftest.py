@@ -307,7 +307,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"seed {settings.SANDBOX_CHAOS_SEED} "
             f"(replay: SANDBOX_DELIVERY=chaos SANDBOX_CHAOS_SEED={settings.SANDBOX_CHAOS_SEED})"
         )
-    if settings.SANDBOX_SHUFFLE_EVENTS:
+    elif settings.SANDBOX_SHUFFLE_EVENTS:
         lines.append(
             f"sandbox events shuffled within each action, seed {settings.SANDBOX_SHUFFLE_SEED}"
         )
