@@ -4,6 +4,7 @@ Development defaults apply only with DEBUG on; with DEBUG off the secrets have n
 process refuses to start without them.
 """
 
+import secrets
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -89,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "credits.middleware.ApiBodyLimit",
+    "config.busy.BusyAnswer",
 ]
 
 # The extension API's own chain (config/wsgi.py): only what its answers need.
@@ -250,6 +252,13 @@ STRIPE_WEBHOOK_SECRET = env.str(
 )
 if not DEBUG and not STRIPE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("DEBUG is off: set STRIPE_WEBHOOK_SECRET.")
+# Webhook processing (payments.dispatch): a worker claims an event for this long; if it dies, the
+# retry sweep takes the event up again once the claim has lapsed. An error that waiting cannot
+# heal (the gateway's 404 or 400) is tried this many times, then set aside for a person.
+WEBHOOK_PROCESSING_LEASE = env_duration("WEBHOOK_PROCESSING_LEASE", timedelta(minutes=10))
+WEBHOOK_PERMANENT_ERROR_ATTEMPTS = env.int("WEBHOOK_PERMANENT_ERROR_ATTEMPTS", default=3)
+if WEBHOOK_PERMANENT_ERROR_ATTEMPTS < 1:
+    raise ImproperlyConfigured("WEBHOOK_PERMANENT_ERROR_ATTEMPTS must be 1 or more.")
 
 # The failed-payment lifecycle.
 BILLING_GRACE_PERIOD = env_duration("BILLING_GRACE_PERIOD", timedelta(days=3))
@@ -267,6 +276,16 @@ SANDBOX_SHUFFLE_SEED = env.int("SANDBOX_SHUFFLE_SEED", default=None)
 SANDBOX_END_OF_RETRIES = env.str("SANDBOX_END_OF_RETRIES", default="unpaid")
 if SANDBOX_END_OF_RETRIES not in ("unpaid", "cancel", "past_due"):
     raise ImproperlyConfigured("SANDBOX_END_OF_RETRIES: use unpaid, cancel or past_due.")
+# SANDBOX_DELIVERY=chaos: events delivered late (up to a day of the sandbox's clock), in any order
+# across actions, some twice, some lost and redelivered later, as Stripe allows itself
+# (payments/sandbox/chaos.py); "immediate" (the default): each action's events right after it.
+# SANDBOX_CHAOS_SEED replays a run; without it one is drawn here, so that it can be printed.
+SANDBOX_DELIVERY = env.str("SANDBOX_DELIVERY", default="immediate").strip().lower()
+if SANDBOX_DELIVERY not in ("immediate", "chaos"):
+    raise ImproperlyConfigured("SANDBOX_DELIVERY: use immediate or chaos.")
+SANDBOX_CHAOS_SEED = env.int("SANDBOX_CHAOS_SEED", default=None)
+if SANDBOX_CHAOS_SEED is None:
+    SANDBOX_CHAOS_SEED = secrets.randbelow(2**31)
 
 # Reads of the gateway per second, per process (payments.ratelimit): every page the reconciler
 # reads from Stripe waits for a token. Stripe allows 100 reads a second in live mode (25 in test

@@ -22,6 +22,8 @@ from invoices import selectors
 from invoices.exceptions import NothingToPay, PayNowBusy
 from invoices.models import Invoice
 from invoices.signals import invoice_changed
+from organizations.exceptions import RowBusy
+from organizations.locks import lock_wait_bounded
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments import gateway
@@ -183,22 +185,39 @@ def _profile_of(invoice: gateway.Invoice) -> BillingProfile | None:
     return profiles.filter(invoices__gateway_id=invoice.id).first()
 
 
-@transaction.atomic
 def invoice_sync(
     *, invoice: gateway.Invoice, observed_at: datetime | None = None
 ) -> Invoice | None:
     """Create or update the local copy of a gateway invoice and tell what changed
     (`invoice_changed`: the lifecycle reacts). A snapshot older than the stored one (a late
     event) changes nothing. `observed_at` is the event's `created`; a record just fetched from the
-    gateway is observed now. Returns None for a customer no billing profile knows."""
-    observed_at = observed_at or timezone.now()
+    gateway is observed now. Returns None for a customer no billing profile knows.
+
+    How a new failed attempt ended is read from the gateway first, with no transaction open;
+    then the copy is written in one short transaction that re-checks, under the locks, that the
+    attempt is still new."""
+    attempt = _last_attempt(invoice)
+    return _invoice_store(
+        invoice=invoice, observed_at=observed_at or timezone.now(), attempt=attempt
+    )
+
+
+def _busy() -> RowBusy:
+    return RowBusy("This invoice is being updated by another request; try again in a moment.")
+
+
+# Durable: invoice_sync reads the gateway before it, so it is never called inside a transaction.
+@transaction.atomic(durable=True)
+@lock_wait_bounded(_busy)
+def _invoice_store(
+    *, invoice: gateway.Invoice, observed_at: datetime, attempt: gateway.PaymentAttempt | None
+) -> Invoice | None:
     profile = _profile_of(invoice)
     if profile is None:
         logger.warning(
             "invoice %s: no billing profile for customer %r", invoice.id, invoice.customer
         )
         return None
-    attempt = _last_attempt(invoice)  # a gateway call: before the locks below
     if profile.organization_id:
         # Lock order organization → invoice, as the seat handlers lock the organization first:
         # two events of one invoice processed at once then wait for each other, never deadlock.
@@ -284,6 +303,7 @@ def _repayment_settle(repayment: Invoice) -> None:
 
 
 @transaction.atomic
+@lock_wait_bounded(_busy)
 def invoice_reversals_sync(
     *, gateway_invoice_id: str, refunds: list[gateway.Refund], dispute: gateway.Dispute | None
 ) -> Invoice | None:

@@ -20,6 +20,10 @@ from payments.sandbox.models import (
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
+    """The webhook inbox. "Needs a person" (the status filter) lists the dead letters: events that
+    failed with an error waiting cannot heal and are no longer retried; each shows its error, and
+    "Replay" runs it again once the cause is fixed."""
+
     list_display = (
         "event_id",
         "type",
@@ -29,6 +33,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "created",
         "received_at",
         "processed_at",
+        "error",
     )
     list_filter = ("status", "type", "livemode")
     search_fields = ("event_id", "type")
@@ -42,6 +47,27 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.display(description="Payload")
     def pretty_payload(self, obj: WebhookEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
+
+    @admin.display(description="Error")
+    def error(self, obj: WebhookEvent) -> str:
+        """The last line of the last error (the exception and its message)."""
+        lines = obj.last_error.strip().splitlines()
+        return lines[-1][:200] if lines else ""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        waiting = WebhookEvent.objects.filter(status=WebhookEvent.Status.NEEDS_PERSON).count()
+        if waiting and request.GET.get("status__exact") != WebhookEvent.Status.NEEDS_PERSON:
+            link = f"?status__exact={WebhookEvent.Status.NEEDS_PERSON}"
+            self.message_user(
+                request,
+                format_html(
+                    '{} event(s) <a href="{}">need a person</a>: no longer retried.',
+                    waiting,
+                    link,
+                ),
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Replay the selected events (handlers are idempotent)")
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
@@ -119,6 +145,16 @@ class SandboxCheckoutSessionAdmin(ReadOnlyAdmin):
 
 @admin.register(SandboxEvent)
 class SandboxEventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "created", "delivered_at", "attempts", "last_response")
+    list_display = (
+        "id",
+        "type",
+        "created",
+        "delivered_at",
+        "next_attempt_at",
+        "attempts",
+        "deliveries",
+        "copies",
+        "last_response",
+    )
     list_filter = ("type",)
     search_fields = ("id", "type")

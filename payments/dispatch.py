@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from payments.gateway import GatewayError
 from payments.models import WebhookEvent
 from payments.signing import verify
 
@@ -234,53 +236,153 @@ def _backoff(attempts: int) -> timedelta:
     return min(timedelta(minutes=5) * 2 ** max(attempts - 1, 0), timedelta(hours=6))
 
 
-def webhook_event_process(*, webhook_event_id: int) -> str | None:
-    """Process an owed event exactly once. The row lock (skip_locked) keeps concurrent workers
-    apart; the handlers run in the same transaction as the status change, so a worker that dies
-    midway leaves the event owed and nothing half-done."""
-    with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(
-                pk=webhook_event_id,
-                status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
+def permanent_error(error: BaseException) -> GatewayError | None:
+    """The gateway error that waiting cannot heal behind `error` (raised directly, or the cause of
+    what a service raised), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, GatewayError) and current.permanent:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _claim(webhook_event_id: int) -> WebhookEvent | None:
+    """Claim an owed event for this worker with one conditional UPDATE: pending or failed, or
+    processing by a worker whose claim has lapsed (it died). Concurrent workers: one wins."""
+    now = timezone.now()
+    owed = Q(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED]) | Q(
+        status=WebhookEvent.Status.PROCESSING, next_attempt_at__lte=now
+    )
+    # Durable: the handlers must not run inside the caller's transaction (no gateway call inside
+    # one), so the dispatcher refuses to be called inside one.
+    with transaction.atomic(durable=True):
+        claimed = (
+            WebhookEvent.objects.filter(owed, pk=webhook_event_id)
+            .exclude(last_error__startswith=REFUSED_AT_INTAKE)
+            .update(
+                status=WebhookEvent.Status.PROCESSING,
+                attempts=F("attempts") + 1,
+                next_attempt_at=now + settings.WEBHOOK_PROCESSING_LEASE,
             )
-            .first()
         )
-        if event is None:
-            return None
-        event.attempts += 1
-        handlers = _handlers.get(event.type, [])
-        if not handlers and event.type not in SUBSCRIBED_TYPES:
-            event.status = WebhookEvent.Status.IGNORED
-        else:
-            try:
-                with transaction.atomic():
-                    for handler in handlers:
-                        handler(event)
-            except Exception:
-                logger.exception("webhook event %s failed", event.event_id)
-                event.status = WebhookEvent.Status.FAILED
-                event.last_error = traceback.format_exc(limit=5)[-4000:]
-                event.next_attempt_at = timezone.now() + _backoff(event.attempts)
-            else:
-                event.status = WebhookEvent.Status.PROCESSED
-                event.processed_at = timezone.now()
-                event.last_error = ""
-                event.next_attempt_at = None
-        event.save(
-            update_fields=["status", "attempts", "last_error", "next_attempt_at", "processed_at"]
-        )
-        return event.status
+    if not claimed:
+        return None
+    return WebhookEvent.objects.get(pk=webhook_event_id)
+
+
+def _finish(event: WebhookEvent, **fields: Any) -> bool:
+    """Record how this worker's claim ended, unless the claim lapsed and another took the event."""
+    return bool(
+        WebhookEvent.objects.filter(
+            pk=event.pk, status=WebhookEvent.Status.PROCESSING, attempts=event.attempts
+        ).update(**fields)
+    )
+
+
+def _needs_person_tell(event: WebhookEvent, error: GatewayError) -> None:
+    mail_admins(
+        f"Webhook event {event.event_id} needs a person",
+        f"{event.type} {event.event_id} failed {event.permanent_failures} times with an error "
+        f"that waiting cannot heal, and is no longer retried:\n\n{error}\n\n"
+        'Staff: Webhook events, filter "Needs a person"; replay it once the cause is fixed.',
+        fail_silently=True,
+    )
+
+
+def _ignore(webhook_event_id: int) -> str | None:
+    """A type nobody handles or subscribes to: stored, marked ignored, nothing run."""
+    ignored = WebhookEvent.objects.filter(
+        pk=webhook_event_id,
+        status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
+    ).exclude(last_error__startswith=REFUSED_AT_INTAKE)
+    if ignored.update(
+        status=WebhookEvent.Status.IGNORED, attempts=F("attempts") + 1, next_attempt_at=None
+    ):
+        return WebhookEvent.Status.IGNORED
+    return None
+
+
+def _failed(event: WebhookEvent, error: Exception) -> str | None:
+    """A transient error: again after a backoff (5 minutes doubling to 6 hours). One that waiting
+    cannot heal: the same, WEBHOOK_PERMANENT_ERROR_ATTEMPTS times, then set aside for a person
+    (ADMINS emailed the first time)."""
+    last_error = traceback.format_exc(limit=5)[-4000:]
+    permanent = permanent_error(error)
+    if permanent is not None:
+        event.permanent_failures += 1
+    if permanent is None or event.permanent_failures < settings.WEBHOOK_PERMANENT_ERROR_ATTEMPTS:
+        status = WebhookEvent.Status.FAILED
+        next_attempt_at: datetime | None = timezone.now() + _backoff(event.attempts)
+    else:
+        status, next_attempt_at = WebhookEvent.Status.NEEDS_PERSON, None
+    first_time = status == WebhookEvent.Status.NEEDS_PERSON and not event.needs_person_since
+    if not _finish(
+        event,
+        status=status,
+        last_error=last_error,
+        next_attempt_at=next_attempt_at,
+        permanent_failures=event.permanent_failures,
+        needs_person_since=timezone.now() if first_time else event.needs_person_since,
+    ):
+        return None
+    if first_time and permanent is not None:
+        logger.error("webhook event %s needs a person: %s", event.event_id, permanent)
+        _needs_person_tell(event, permanent)
+    return status
+
+
+def webhook_event_process(*, webhook_event_id: int) -> str | None:
+    """Process an owed event. The worker claims it (a conditional UPDATE with a lease), runs the
+    handlers with no transaction open, so that they read from the gateway first and write in
+    their own short transactions, then records the outcome under its claim. Exactly-once effects
+    come from the handlers: idempotent by ledger keys and state comparisons, so that a run cut
+    short (the worker died; the claim lapses and the sweep runs it again) or repeated is harmless.
+    Returns the new status, or None when the event was not owed or another worker has it."""
+    event_type = _event_type(webhook_event_id)
+    if not _handlers.get(event_type) and event_type not in SUBSCRIBED_TYPES:
+        return _ignore(webhook_event_id)
+    event = _claim(webhook_event_id)
+    if event is None:
+        return None
+    try:
+        for handler in _handlers.get(event.type, []):
+            handler(event)
+    except Exception as error:
+        logger.exception("webhook event %s failed", event.event_id)
+        return _failed(event, error)
+    processed = _finish(
+        event,
+        status=WebhookEvent.Status.PROCESSED,
+        processed_at=timezone.now(),
+        last_error="",
+        next_attempt_at=None,
+    )
+    return WebhookEvent.Status.PROCESSED if processed else None
+
+
+def _event_type(webhook_event_id: int) -> str:
+    return (
+        WebhookEvent.objects.filter(pk=webhook_event_id).values_list("type", flat=True).first()
+        or ""
+    )
 
 
 def owed_event_ids(*, now: datetime | None = None) -> list[int]:
     """Events whose processing is owed and due: failed ones after their backoff, pending ones
-    whose own task apparently never ran."""
+    whose own task apparently never ran, processing ones whose worker's claim has lapsed."""
     now = now or timezone.now()
     return list(
         WebhookEvent.objects.filter(
-            Q(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED]),
+            Q(
+                status__in=[
+                    WebhookEvent.Status.PENDING,
+                    WebhookEvent.Status.FAILED,
+                    WebhookEvent.Status.PROCESSING,
+                ]
+            ),
             next_attempt_at__lte=now,
         )
         .order_by("created", "pk")
@@ -297,11 +399,16 @@ def webhook_events_retry() -> int:
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> str | None:
-    """Run an event's handlers again (staff action). Handlers are idempotent: nothing changes
-    unless an earlier run missed something. An event refused at intake has nothing to run."""
+    """Run an event's handlers again (staff action), also one that needs a person once its cause
+    is fixed. Handlers are idempotent: nothing changes unless an earlier run missed something. An
+    event refused at intake has nothing to run; one a worker is processing is left to it."""
     if event.last_error.startswith(REFUSED_AT_INTAKE):
         return event.status
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        status=WebhookEvent.Status.PENDING, next_attempt_at=timezone.now()
+    now = timezone.now()
+    WebhookEvent.objects.filter(pk=event.pk).exclude(
+        status=WebhookEvent.Status.PROCESSING, next_attempt_at__gt=now
+    ).update(status=WebhookEvent.Status.PENDING, next_attempt_at=now)
+    return (
+        webhook_event_process(webhook_event_id=event.pk)
+        or WebhookEvent.objects.get(pk=event.pk).status
     )
-    return webhook_event_process(webhook_event_id=event.pk)

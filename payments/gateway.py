@@ -22,12 +22,26 @@ class GatewayError(Exception):
     """The provider could not do what was asked (not a card problem). `code` is the provider's
     error code when it gave one (Stripe's `resource_missing`, `customer_tax_location_invalid`,
     ...), `http_status` its HTTP status (0 when no answer came), so that callers can tell an
-    object that is gone from a provider that did not answer."""
+    object that is gone from a provider that did not answer. `permanent` when asking again cannot
+    help: the object does not exist (404 `resource_missing`) or the request is invalid (400
+    `invalid_request_error`); a webhook event failing so is retried a bounded number of times
+    and then set aside for a person (payments.dispatch). Network trouble, rate limits and the
+    provider's own errors are not permanent: waiting heals them."""
 
-    def __init__(self, message: str = "", *, code: str = "", http_status: int = 0) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str = "",
+        http_status: int = 0,
+        permanent: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+        if permanent is None:
+            permanent = code == RESOURCE_MISSING or http_status in PERMANENT_HTTP_STATUSES
+        self.permanent = permanent
 
     @property
     def missing(self) -> bool:
@@ -38,6 +52,9 @@ class GatewayError(Exception):
 
 # Stripe's code for "No such customer / invoice / ...": https://docs.stripe.com/error-codes
 RESOURCE_MISSING = "resource_missing"
+# What asking again cannot change: a request refused as invalid, an object that does not exist
+# (https://docs.stripe.com/api/errors).
+PERMANENT_HTTP_STATUSES = frozenset({400, 404})
 
 
 # Stripe's own list of decline codes it never retries automatically ("the scheduled retries

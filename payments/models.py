@@ -23,9 +23,14 @@ class WebhookEvent(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        # Claimed by a worker until next_attempt_at; a worker that dies leaves the claim to lapse.
+        PROCESSING = "processing"
         PROCESSED = "processed"
         FAILED = "failed"
         IGNORED = "ignored"
+        # An error that waiting cannot heal, seen WEBHOOK_PERMANENT_ERROR_ATTEMPTS times: no more
+        # automatic retries; staff look, and replay it once the cause is fixed.
+        NEEDS_PERSON = "needs_person", "Needs a person"
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100, db_index=True)
@@ -37,8 +42,16 @@ class WebhookEvent(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # When the event is owed again: a failed one after its backoff, a pending one whose task
+    # never ran, a processing one when its worker's claim lapses.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    permanent_failures = models.PositiveIntegerField(
+        default=0, help_text="Attempts that failed with an error waiting cannot heal."
+    )
+    needs_person_since = models.DateTimeField(
+        null=True, blank=True, help_text="When it was first set aside for a person (ADMINS told)."
+    )
 
     class Meta:
         indexes = [
@@ -46,7 +59,7 @@ class WebhookEvent(models.Model):
             models.Index(
                 fields=["next_attempt_at"],
                 name="webhook_event_owed",
-                condition=models.Q(status__in=["pending", "failed"]),
+                condition=models.Q(status__in=["pending", "failed", "processing"]),
             ),
         ]
 

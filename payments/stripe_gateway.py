@@ -129,7 +129,7 @@ def _card_error(error: stripe.CardError, *, invoice_id: str = "") -> CardError:
 def _describe(error: stripe.StripeError) -> str:
     message = f"Stripe {type(error).__name__}: {error.user_message or 'no message'}"
     if error.http_status:
-        message += f" (HTTP {error.http_status})"
+        message += f" (HTTP {error.http_status}{', ' + error.code if error.code else ''})"
     if error.request_id:
         message += f" [{error.request_id}]"
     return message
@@ -143,7 +143,12 @@ def _stripe_errors(*, invoice_id: str = "") -> Iterator[None]:
         raise _card_error(error, invoice_id=invoice_id) from error
     except stripe.StripeError as error:
         raise GatewayError(
-            _describe(error), code=error.code or "", http_status=error.http_status or 0
+            _describe(error),
+            code=error.code or "",
+            # GatewayError tells what waiting cannot heal from the two: 400, "the request was
+            # unacceptable", and 404 / resource_missing; 409, 429 and 5xx are worth waiting for
+            # (https://docs.stripe.com/api/errors).
+            http_status=error.http_status or 0,
         ) from error
 
 
@@ -704,7 +709,11 @@ class StripeGateway(BillingGateway):
                 "",
             )
             if not intent:
-                raise GatewayError(f"Stripe has no paid payment for invoice {invoice_id}")
+                raise GatewayError(
+                    f"Stripe has no paid payment for invoice {invoice_id}",
+                    permanent=True,
+                    code="resource_missing",
+                )
             refund = self._v1.refunds.create(
                 {
                     "payment_intent": intent,

@@ -25,6 +25,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
@@ -39,6 +40,8 @@ from billing.services import (
     gateway_customer_with_card,
 )
 from billing.templatetags.money import cents
+from organizations.exceptions import RowBusy
+from organizations.locks import lock_wait_bounded
 from organizations.models import Organization
 from organizations.services import audit_record
 from payments.factory import get_gateway
@@ -235,63 +238,92 @@ def _organization_of(subscription_id: str) -> tuple[UUID | None, Subscription | 
     return organization_id, fetched
 
 
+# How many times a refresh reads the gateway again because the row changed while it was reading.
+REFRESH_TRIES = 5
+
+
+class _ChangedMeanwhile(Exception):
+    """The organization's row changed between reading its version and locking it."""
+
+
+def _row_version(organization_id: UUID) -> str | None:
+    """The row's version: PostgreSQL's xmin, new with every write to the row. None: no row."""
+    return (
+        SeatSubscription.objects.filter(organization_id=organization_id)
+        .annotate(version=RawSQL("xmin::text", ()))
+        .values_list("version", flat=True)
+        .first()
+    )
+
+
 def seat_subscription_refresh(*, subscription_id: str) -> SeatSubscription | None:
-    """Mirror the gateway's subscription, re-fetched while the organization's row is locked, so
-    that whatever order events arrive in, the newest state is the last one written. Creates the
-    row from the purchase's metadata; records the end of a subscription once. None for
-    subscriptions that are not seat subscriptions of a known organization."""
+    """Mirror the gateway's subscription. It is read first, with no transaction open, then
+    written under the organization's row lock only if nobody wrote the row since the read began
+    (its version is unchanged); otherwise it is read again. So the last write always comes from
+    the newest read, whatever order events arrive in. Creates the row from the purchase's
+    metadata; records the end of a subscription once. None for subscriptions that are not seat
+    subscriptions of a known organization."""
     organization_id, _ = _organization_of(subscription_id)
     if organization_id is None:
         return None
     gateway = get_gateway()
-    with transaction.atomic():
-        row = (
-            SeatSubscription.objects.select_for_update()
-            .filter(organization_id=organization_id)
-            .first()
-        )
+    for _ in range(REFRESH_TRIES):
+        seen = _row_version(organization_id)
+        fetched = gateway.subscription_retrieve(subscription_id=subscription_id)
+        try:
+            return _refresh_store(organization_id, fetched, seen=seen)
+        except _ChangedMeanwhile:
+            continue
+    raise SeatChangeBusy
+
+
+# Durable: the refresh reads the gateway before it, so it is never called inside a transaction.
+@transaction.atomic(durable=True)
+def _refresh_store(
+    organization_id: UUID, fetched: Subscription, *, seen: str | None
+) -> SeatSubscription:
+    rows = SeatSubscription.objects.select_for_update().filter(organization_id=organization_id)
+    with lock_wait_bounded(SeatChangeBusy):
+        row = rows.first()
         if row is None:
             # Serializes the creation of the organization's row (only ever taken here).
             list(Organization.objects.select_for_update().filter(pk=organization_id).values("pk"))
-            row = (
-                SeatSubscription.objects.select_for_update()
-                .filter(organization_id=organization_id)
-                .first()
-            )
-        fetched = gateway.subscription_retrieve(subscription_id=subscription_id)
-        _link_purchase(organization_id, fetched)
-        if row is None:
-            row = SeatSubscription(organization_id=organization_id)
-        elif row.gateway_subscription_id != fetched.id:
-            if not _replaces(row, fetched):
-                return row
-            # A new subscription after the old one ended; activated_at stays, so the seat rules
-            # keep applying while it is not paid yet.
-            row.removing = 0
-        # Unpaid is not ended: the same subscription comes back when paid (seats on hold).
-        was_live = row.pk is not None and (row.is_live or row.on_hold)
-        was_on_hold = row.pk is not None and row.on_hold
-        _apply(row, fetched)
-        ended = was_live and not (row.is_live or row.on_hold)
-        if ended:
-            row.ended_at = timezone.now()
-        row.save()
-        _hold_record(row, was_on_hold=was_on_hold, was_live=was_live)
-        if ended:
-            organization = Organization.objects.get(pk=organization_id)
-            audit_record(
-                organization=organization,
-                actor=None,
-                action="seats.end",
-                target=_plural(row.quantity),
-                subscription=row.gateway_subscription_id,
-            )
-            _email(
-                organization,
-                f"Seats ended for {organization.name}",
-                "emails/seats_end.txt",
-                {"subscription": row},
-            )
+            row = rows.first()
+    if _row_version(organization_id) != seen:
+        raise _ChangedMeanwhile  # read again: what was read may be older than what is stored
+    _link_purchase(organization_id, fetched)
+    if row is None:
+        row = SeatSubscription(organization_id=organization_id)
+    elif row.gateway_subscription_id != fetched.id:
+        if not _replaces(row, fetched):
+            return row
+        # A new subscription after the old one ended; activated_at stays, so the seat rules
+        # keep applying while it is not paid yet.
+        row.removing = 0
+    # Unpaid is not ended: the same subscription comes back when paid (seats on hold).
+    was_live = row.pk is not None and (row.is_live or row.on_hold)
+    was_on_hold = row.pk is not None and row.on_hold
+    _apply(row, fetched)
+    ended = was_live and not (row.is_live or row.on_hold)
+    if ended:
+        row.ended_at = timezone.now()
+    row.save()
+    _hold_record(row, was_on_hold=was_on_hold, was_live=was_live)
+    if ended:
+        organization = Organization.objects.get(pk=organization_id)
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="seats.end",
+            target=_plural(row.quantity),
+            subscription=row.gateway_subscription_id,
+        )
+        _email(
+            organization,
+            f"Seats ended for {organization.name}",
+            "emails/seats_end.txt",
+            {"subscription": row},
+        )
     return row
 
 
@@ -424,15 +456,16 @@ def seat_invoice_paid(*, invoice: Invoice) -> SeatReceipt | None:
         row = seat_subscription_refresh(subscription_id=invoice.subscription)
         if row is None or row.gateway_subscription_id != invoice.subscription:
             return None
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if SeatReceipt.objects.filter(gateway_invoice_id=invoice.id).exists():
             return None
         # Serializes the service and the webhook recording the same invoice.
-        row = (
-            SeatSubscription.objects.select_for_update()
-            .select_related("organization")
-            .get(pk=row.pk)
-        )
+        with lock_wait_bounded(SeatChangeBusy):
+            row = (
+                SeatSubscription.objects.select_for_update()
+                .select_related("organization")
+                .get(pk=row.pk)
+            )
         if SeatReceipt.objects.filter(gateway_invoice_id=invoice.id).exists():
             return None
         change = _change_for_invoice(row, invoice, kind)
@@ -517,9 +550,12 @@ def seat_require_empty(
     and never leave more seat-holders than seats."""
     if role not in SEAT_ROLES:
         return
-    subscription = (
-        SeatSubscription.objects.select_for_update().filter(organization_id=organization_id).first()
-    )
+    with lock_wait_bounded(RowBusy):
+        subscription = (
+            SeatSubscription.objects.select_for_update()
+            .filter(organization_id=organization_id)
+            .first()
+        )
     if subscription is None or not subscription.limited:
         return
     occupied = occupied_seat_count(
@@ -917,7 +953,8 @@ def seats_add(
 
 def _release(row_pk: int, seats: int) -> SeatSubscription:
     """Give back seats held for a removal (inside the caller's transaction); the locked row."""
-    row = SeatSubscription.objects.select_for_update().get(pk=row_pk)
+    with lock_wait_bounded(SeatChangeBusy):
+        row = SeatSubscription.objects.select_for_update().get(pk=row_pk)
     row.removing = max(row.removing - seats, 0)
     row.save(update_fields=["removing"])
     return row
@@ -1005,7 +1042,7 @@ def _removal_reserve(
 ) -> SeatChange:
     """Check that `seats` are empty and hold them back, under the row lock that invitations and
     acceptances take too: from this commit on, nobody can take them."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True), lock_wait_bounded(SeatChangeBusy):
         locked = SeatSubscription.objects.select_for_update().get(pk=row.pk)
         _apply(locked, current)
         occupied = occupied_seat_count(organization_id=organization.pk)

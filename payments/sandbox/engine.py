@@ -33,7 +33,7 @@ from payments.gateway import (
     GatewayError,
 )
 from payments.queue import enqueue_after_commit
-from payments.sandbox import objects
+from payments.sandbox import chaos, objects
 from payments.sandbox.models import (
     SandboxCheckoutSession,
     SandboxClock,
@@ -144,13 +144,15 @@ def action() -> Iterator[None]:
 
 
 def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
-    """Record an event and deliver it after commit (and again until the app answers 2xx)."""
+    """Record an event and deliver it after commit (and again until the app answers 2xx); with
+    SANDBOX_DELIVERY=chaos, when its plan says (payments.sandbox.chaos)."""
     event_id = new_id("evt")
+    at = now()
     payload = {
         "id": event_id,
         "object": "event",
         "api_version": objects.API_VERSION,
-        "created": objects.ts(now()),
+        "created": objects.ts(at),
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 1,
@@ -158,14 +160,28 @@ def emit(event_type: str, obj: dict[str, Any]) -> SandboxEvent:
         "type": event_type,
     }
     batch: list[tuple[int, str]] | None = getattr(_local, "events", None)
-    if batch is None:
+    due, copies, drops = at, 1, 0
+    if settings.SANDBOX_DELIVERY == "chaos":
+        # Late, in any order across actions, some twice, some lost and redelivered: ordered by
+        # when each is due, at random within one microsecond.
+        plan = chaos.plan()
+        due, copies, drops = due + plan.delay, plan.copies, plan.drops
+        order = int(due.timestamp() * 1_000_000) * chaos.TIEBREAK_SPAN + chaos.tiebreak()
+    elif batch is None:
         order = _action_base()
     elif settings.SANDBOX_SHUFFLE_EVENTS:
         order = _local.base + _random().randrange(_ACTION_SPAN)
     else:
         order = _local.base + len(batch)
     event = SandboxEvent.objects.create(
-        id=event_id, type=event_type, payload=payload, delivery_order=order
+        id=event_id,
+        type=event_type,
+        payload=payload,
+        delivery_order=order,
+        created=at,
+        next_attempt_at=due,
+        copies=copies,
+        drops=drops,
     )
     if batch is None:
         enqueue_after_commit(DELIVER_TASK, event_id)
@@ -813,21 +829,28 @@ def refund_create(
     decides how it goes; by default as the card that paid makes refunds go (Stripe's test
     cards for asynchronous refunds), else it succeeds at once."""
     if invoice.status != "paid" or not invoice.charge:
-        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to refund.")
+        raise GatewayError(
+            f"Invoice {invoice.number or invoice.id} has no payment to refund.", permanent=True
+        )
     if reason and reason not in REFUND_REASONS:
-        raise GatewayError(f"Invalid reason {reason!r}: use one of {', '.join(REFUND_REASONS)}.")
+        raise GatewayError(
+            f"Invalid reason {reason!r}: use one of {', '.join(REFUND_REASONS)}.", permanent=True
+        )
     if _open_dispute(invoice) or invoice.disputes.filter(status="lost").exists():
-        raise GatewayError(f"Charge {invoice.charge} has been charged back; it cannot be refunded.")
+        raise GatewayError(
+            f"Charge {invoice.charge} has been charged back; it cannot be refunded.", permanent=True
+        )
     remaining = invoice.amount_paid - invoice.amount_refunded
     if remaining <= 0:
-        raise GatewayError(f"Charge {invoice.charge} has already been refunded.")
+        raise GatewayError(f"Charge {invoice.charge} has already been refunded.", permanent=True)
     amount = remaining if amount is None else amount
     if amount <= 0:
-        raise GatewayError("A refund must be a positive amount.")
+        raise GatewayError("A refund must be a positive amount.", permanent=True)
     if amount > remaining:
         raise GatewayError(
             f"Refund amount (${amount / 100:,.2f}) is greater than unrefunded amount on charge "
-            f"(${remaining / 100:,.2f})"
+            f"(${remaining / 100:,.2f})",
+            permanent=True,
         )
     card = invoice.attempt_payment_method
     outcome = outcome or _REFUND_OUTCOME_OF_CARD.get(
@@ -877,15 +900,20 @@ def dispute_open(
 ) -> SandboxDispute:
     """A cardholder's chargeback: the disputed amount is withdrawn at once."""
     if invoice.status != "paid" or not invoice.charge:
-        raise GatewayError(f"Invoice {invoice.number or invoice.id} has no payment to dispute.")
+        raise GatewayError(
+            f"Invoice {invoice.number or invoice.id} has no payment to dispute.", permanent=True
+        )
     if invoice.disputes.exists():
         raise GatewayError(
-            f"Charge {invoice.charge} is already disputed; a charge has one dispute."
+            f"Charge {invoice.charge} is already disputed; a charge has one dispute.",
+            permanent=True,
         )
     disputable = invoice.amount_paid - invoice.amount_refunded
     amount = disputable if amount is None else amount
     if not 0 < amount <= disputable:
-        raise GatewayError(f"A dispute of this charge is for at most ${disputable / 100:,.2f}.")
+        raise GatewayError(
+            f"A dispute of this charge is for at most ${disputable / 100:,.2f}.", permanent=True
+        )
     dispute = SandboxDispute.objects.create(
         id=new_id("du"), invoice=invoice, amount=amount, reason=reason, created=now()
     )
@@ -897,9 +925,11 @@ def dispute_open(
 
 def dispute_close(dispute: SandboxDispute, *, outcome: str) -> SandboxDispute:
     if outcome not in ("won", "lost"):
-        raise GatewayError("A dispute closes as won or lost.")
+        raise GatewayError("A dispute closes as won or lost.", permanent=True)
     if dispute.status in ("won", "lost"):
-        raise GatewayError(f"Dispute {dispute.id} is already closed ({dispute.status}).")
+        raise GatewayError(
+            f"Dispute {dispute.id} is already closed ({dispute.status}).", permanent=True
+        )
     dispute.status = outcome
     dispute.closed_at = now()
     dispute.save(update_fields=["status", "closed_at"])

@@ -109,7 +109,8 @@ def _tax_ids(details: CustomerDetails) -> list[dict[str, str]]:
         return []
     if not tax_id_valid(details.tax_id_type, details.tax_id):
         raise GatewayError(
-            f"Invalid value for {details.tax_id_type}: {details.tax_id!r} (invalid_request_error)"
+            f"Invalid value for {details.tax_id_type}: {details.tax_id!r} (invalid_request_error)",
+            permanent=True,
         )
     return [{"id": f"txi_{details.tax_id}", "type": details.tax_id_type, "value": details.tax_id}]
 
@@ -441,7 +442,9 @@ class SandboxGateway(BillingGateway):
         def make() -> str:
             subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
             if subscription.status not in ("active", "past_due", "trialing"):
-                raise GatewayError(f"The subscription is {subscription.status}; it cannot change.")
+                raise GatewayError(
+                    f"The subscription is {subscription.status}; it cannot change.", permanent=True
+                )
             if quantity <= subscription.quantity:
                 subscription.quantity = quantity
                 subscription.updated = engine.now()
@@ -492,7 +495,7 @@ class SandboxGateway(BillingGateway):
         with engine.action(), transaction.atomic():
             subscription = SandboxSubscription.objects.select_for_update().get(pk=subscription_id)
             if subscription.status == "canceled":
-                raise GatewayError("The subscription has ended; start a new one.")
+                raise GatewayError("The subscription has ended; start a new one.", permanent=True)
             if subscription.cancel_at_period_end != value:
                 subscription.cancel_at_period_end = value
                 subscription.canceled_at = engine.now() if value else None
@@ -554,7 +557,9 @@ class SandboxGateway(BillingGateway):
                 if error := engine.invoice_finalize_checked(invoice):
                     raise error
             if invoice.status != "open":
-                raise GatewayError(f"Invoice {invoice.number or invoice.id} is {invoice.status}.")
+                raise GatewayError(
+                    f"Invoice {invoice.number or invoice.id} is {invoice.status}.", permanent=True
+                )
             if error := engine.invoice_attempt(invoice, return_url=return_url):
                 failures.append(error)
             return invoice.id
@@ -590,7 +595,8 @@ class SandboxGateway(BillingGateway):
                 engine.invoice_void(invoice)
             elif invoice.status != "void":
                 raise GatewayError(
-                    f"You can only void an open invoice; {invoice.number} is {invoice.status}."
+                    f"You can only void an open invoice; {invoice.number} is {invoice.status}.",
+                    permanent=True,
                 )
         return self.invoice_retrieve(invoice_id=invoice_id)
 

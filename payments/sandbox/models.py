@@ -318,19 +318,26 @@ class SandboxEvent(models.Model):
     # Delivery order: one action's events in the order Stripe typically sends them, or shuffled
     # (SANDBOX_SHUFFLE_EVENTS), since Stripe guarantees no order.
     delivery_order = models.BigIntegerField(default=0)
+    # When the endpoint first had it.
     delivered_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
-    # None once delivery is given up (after three days, as Stripe does).
+    # When it is (next) due, by the sandbox's clock; None once nothing more is owed: every copy
+    # delivered, or delivery given up (after three days, as Stripe does).
     next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     last_response = models.CharField(max_length=300, blank=True)
+    # Chaotic delivery (payments.sandbox.chaos): times the endpoint is to receive it (2: a
+    # duplicate), times it has, and first attempts still to be lost on the way.
+    copies = models.PositiveSmallIntegerField(default=1)
+    deliveries = models.PositiveSmallIntegerField(default=0)
+    drops = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         app_label = "payments"
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],
-                name="sandbox_event_undelivered",
-                condition=models.Q(delivered_at__isnull=True),
+                name="sandbox_event_owed",
+                condition=models.Q(next_attempt_at__isnull=False),
             )
         ]
 

@@ -47,13 +47,17 @@ def _settled() -> bool:
     undelivered = SandboxEvent.objects.filter(
         delivered_at__isnull=True, next_attempt_at__isnull=False
     )
-    refused = undelivered.filter(attempts__gt=0).first()
+    # An attempt on its way has no answer yet; one with an answer and still undelivered was
+    # refused.
+    refused = undelivered.exclude(last_response="").first()
     if refused is not None:
         # The endpoint answered something other than 2xx; only beat would try again.
         raise AssertionError(
             f"the webhook endpoint refused sandbox event {refused.type}: {refused.last_response}"
         )
-    owed = WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING)
+    owed = WebhookEvent.objects.filter(
+        status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.PROCESSING]
+    )
     return not undelivered.exists() and not owed.exists()
 
 
@@ -62,8 +66,8 @@ def settle(*, timeout: float = 30.0) -> None:
     /stripe/webhook/ and processed every stored event, then check that none failed.
 
     No gap lets this pass early: an event stays undelivered until the endpoint has stored it
-    (pending), and a stored event stays pending until its handlers and the events they emit are
-    committed together."""
+    (pending), and a stored event stays pending or processing until its handlers have run, and
+    the events they emit were made before that."""
     wait_until(_settled, what="the worker to deliver and process every event", timeout=timeout)
     failed = list(
         WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED).values_list(

@@ -183,7 +183,7 @@ def workers(transactional_db: None, pointed_at: RedisServer, tmp_path: Path) -> 
     started: list[Worker] = []
     starts, gate = tmp_path / "starts", tmp_path / "gate"
 
-    def start(*, visibility_timeout: float | None = None) -> Worker:
+    def start(*, visibility_timeout: float | None = None, lease: float | None = None) -> Worker:
         log = tmp_path / f"worker-{len(started) + 1}.log"
         env = {
             **os.environ,
@@ -198,6 +198,8 @@ def workers(transactional_db: None, pointed_at: RedisServer, tmp_path: Path) -> 
         }
         if visibility_timeout is not None:
             env["FAULTS_VISIBILITY_TIMEOUT"] = str(visibility_timeout)
+        if lease is not None:
+            env["WEBHOOK_PROCESSING_LEASE"] = f"{lease}s"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "tests.faults.worker"],

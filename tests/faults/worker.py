@@ -6,7 +6,9 @@ with DATABASE_URL (the test database), REDIS_URL (a throwaway redis-server) and:
 - FAULTS_GATE: `test.faults.blocking` waits until this file exists (at most a minute);
 - FAULTS_VISIBILITY_TIMEOUT: seconds before an unacknowledged message is delivered again
   (Redis transport; an hour by default, so set short only for a worker that must pick up the
-  message of a worker that died)."""
+  message of a worker that died);
+- WEBHOOK_PROCESSING_LEASE (the setting itself): how long a worker's claim on an event lasts
+  (10 minutes by default; seconds here, so that a dead worker's claim lapses within the test)."""
 
 import os
 import time
@@ -24,6 +26,7 @@ from payments.models import WebhookEvent  # noqa: E402
 from payments.sandbox import delivery  # noqa: E402
 
 PROCESSED = "test.faults.processed"
+HALF_DONE = "test.faults.half_done"
 
 
 def _nowhere(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -47,7 +50,10 @@ def counted(event: WebhookEvent) -> None:
 
 @dispatch.handles("test.faults.blocking")
 def blocking(event: WebhookEvent) -> None:
+    """Half its work first (committed at once: handlers run with no transaction open, and this
+    half is idempotent, as every handler's writes are), then waits for the gate, then the rest."""
     _started(event)
+    AuditEvent.objects.get_or_create(action=HALF_DONE, target=event.event_id)
     gate = Path(os.environ["FAULTS_GATE"])
     deadline = time.monotonic() + GATE_WAIT_SECONDS
     while not gate.exists() and time.monotonic() < deadline:

@@ -1849,6 +1849,43 @@ def test_it_maps_a_missing_object_to_a_gateway_error(
     assert "HTTP 404" in str(caught.value)
 
 
+# https://docs.stripe.com/api/errors: 404 "the requested resource doesn't exist" and 400 "the
+# request was unacceptable" cannot be healed by asking again; 429 "too many requests" and 401 "no
+# valid API key" can (by waiting, or once the key is fixed).
+ERRORS_AND_PERMANENCE = [
+    (404, invalid_request_json("No such customer: 'cus_gone'", param="id"), True),
+    (
+        400,
+        {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "parameter_invalid_integer",
+                "message": "Invalid integer: many",
+                "param": "quantity",
+            }
+        },
+        True,
+    ),
+    (429, {"error": {"type": "invalid_request_error", "message": "Too many requests"}}, False),
+    (401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}, False),
+]
+
+
+@pytest.mark.parametrize("case", ERRORS_AND_PERMANENCE, ids=lambda case: str(case[0]))
+def test_it_says_which_errors_waiting_cannot_heal(
+    fake: FakeStripe, gateway: StripeGateway, case: tuple[int, dict[str, Any], bool]
+) -> None:
+    status, body, permanent = case
+    fake.answer(body, status)
+
+    with pytest.raises(GatewayError) as caught:
+        gateway.subscription_retrieve(subscription_id=SUBSCRIPTION)
+
+    assert caught.value.permanent is permanent
+    assert caught.value.code == (body["error"].get("code") or "")
+    assert f"HTTP {status}" in str(caught.value)
+
+
 def test_it_maps_an_authentication_failure_to_a_gateway_error(
     fake: FakeStripe, gateway: StripeGateway
 ) -> None:

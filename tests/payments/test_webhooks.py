@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +16,7 @@ from payments import dispatch, tasks
 from payments.models import WebhookEvent
 from payments.queue import enqueue_after_commit
 from payments.signing import signature_header
+from tests.conftest import open_transactions
 from tests.factories import UserFactory
 
 SECRET = "whsec_test_secret"
@@ -209,6 +210,107 @@ def test_five_simultaneous_deliveries_are_processed_exactly_once(counted: None) 
     stored = WebhookEvent.objects.get(event_id="evt_race")
     assert (stored.deliveries, stored.status) == (5, "processed")
     assert calls == ["evt_race"]
+
+
+@pytest.mark.django_db
+def test_handlers_run_with_no_transaction_open() -> None:
+    """DESIGN.md, Webhooks: gateway calls happen before a transaction opens. The dispatcher opens
+    none around the handlers (it used to run them all inside one, holding the event's row lock),
+    so a handler reads the gateway first and writes in its own short transactions."""
+    seen: list[int] = []
+
+    def handler(event: WebhookEvent) -> None:
+        seen.append(open_transactions())
+
+    dispatch.handles("test.in_transaction")(handler)
+    try:
+        post(event("test.in_transaction", "evt_no_transaction"))
+        stored = WebhookEvent.objects.get(event_id="evt_no_transaction")
+        assert dispatch.webhook_event_process(webhook_event_id=stored.pk) == "processed"
+    finally:
+        dispatch._handlers["test.in_transaction"].remove(handler)
+    assert seen == [0]
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_refuses_to_run_inside_a_callers_transaction(counted: None) -> None:
+    post(event("test.counted", "evt_nested"))
+    stored = WebhookEvent.objects.get(event_id="evt_nested")
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        dispatch.webhook_event_process(webhook_event_id=stored.pk)
+    assert calls == []
+    stored.refresh_from_db()
+    assert (stored.status, stored.attempts) == ("pending", 0)
+
+
+@pytest.mark.django_db
+def test_a_worker_that_died_midway_leaves_a_claim_the_sweep_takes_up_once_it_lapses(
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """The first worker's handler did half its work (committed: no transaction around it) and
+    died. Its claim keeps other workers and the sweep away until it lapses; then the sweep runs
+    the event again, and the idempotent handler completes it without doing the half twice."""
+    runs: list[str] = []
+
+    def handler(event: WebhookEvent) -> None:
+        runs.append(event.event_id)
+        AuditEvent.objects.get_or_create(action="test.half", target=event.event_id)
+        if len(runs) == 1:
+            raise SystemExit("the worker is killed here")  # not an Exception: nothing records it
+        AuditEvent.objects.get_or_create(action="test.whole", target=event.event_id)
+
+    dispatch.handles("test.dies")(handler)
+    try:
+        post(event("test.dies", "evt_dies"))
+        stored = WebhookEvent.objects.get(event_id="evt_dies")
+        with pytest.raises(SystemExit):
+            dispatch.webhook_event_process(webhook_event_id=stored.pk)
+        stored.refresh_from_db()
+        assert (stored.status, stored.attempts) == ("processing", 1)
+        assert stored.next_attempt_at == pytest.approx(
+            timezone.now() + settings.WEBHOOK_PROCESSING_LEASE, abs=timedelta(seconds=5)
+        )
+        # Claimed: a duplicate task and the sweep leave it to its worker meanwhile.
+        assert dispatch.webhook_event_process(webhook_event_id=stored.pk) is None
+        assert dispatch.webhook_event_replay(event=stored) == "processing"
+        assert dispatch.webhook_events_retry() == 0
+        lapsed = timezone.now() + settings.WEBHOOK_PROCESSING_LEASE + timedelta(seconds=1)
+        with time_machine.travel(lapsed):
+            assert dispatch.webhook_events_retry() == 1
+    finally:
+        dispatch._handlers["test.dies"].remove(handler)
+    stored.refresh_from_db()
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == ("processed", 2, None)
+    assert runs == ["evt_dies", "evt_dies"]
+    assert AuditEvent.objects.filter(action="test.half", target="evt_dies").count() == 1
+    assert AuditEvent.objects.filter(action="test.whole", target="evt_dies").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_late_finish_does_not_overwrite_the_worker_that_took_over(
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """A handler that outlives its claim: another worker takes the event over and finishes it;
+    the first one's outcome is then not recorded over the second's."""
+    settings.WEBHOOK_PROCESSING_LEASE = timedelta(seconds=30)
+    outcomes: list[str | None] = []
+
+    def handler(event: WebhookEvent) -> None:
+        if event.attempts == 1:
+            with time_machine.travel(timezone.now() + timedelta(minutes=1)):
+                outcomes.append(dispatch.webhook_event_process(webhook_event_id=event.pk))
+            raise RuntimeError("the slow first run fails late")
+
+    dispatch.handles("test.slow")(handler)
+    try:
+        post(event("test.slow", "evt_slow"))
+        stored = WebhookEvent.objects.get(event_id="evt_slow")
+        outcomes.append(dispatch.webhook_event_process(webhook_event_id=stored.pk))
+    finally:
+        dispatch._handlers["test.slow"].remove(handler)
+    assert outcomes == ["processed", None]
+    stored.refresh_from_db()
+    assert (stored.status, stored.attempts, stored.last_error) == ("processed", 2, "")
 
 
 def test_the_admin_requires_staff(db) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,13 @@ from organizations.models import AuditEvent, Invitation, Membership, Organizatio
 from organizations.roles import Role
 from payments.sandbox import delivery
 from seats.models import SeatChange, SeatPlan, SeatSubscription
-from tests.conftest import World, post_through_the_test_client, settle, world_create
+from tests.conftest import (
+    World,
+    atomic_as_test_case,
+    post_through_the_test_client,
+    settle,
+    world_create,
+)
 from tests.credits.conftest import fund, seat_everyone
 from tests.factories import InvitationFactory
 
@@ -130,7 +136,7 @@ def tenants(django_db_setup: None, django_db_blocker: Any) -> Iterator[Tenants]:
         django_db_blocker.unblock(),
         override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]),
         pytest.MonkeyPatch.context() as patch,
-        transaction.atomic(),
+        atomic_as_test_case(),
     ):
         patch.setattr(delivery, "post", post_through_the_test_client)
         SeatPlan.objects.get_or_create(

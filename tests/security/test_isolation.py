@@ -31,7 +31,7 @@ from credits.services import account_for, api_token_create
 from invoices.models import Invoice
 from organizations.models import Membership, Organization
 from organizations.roles import Permission, Role, allows
-from tests.conftest import client_for
+from tests.conftest import atomic_as_test_case, client_for
 from tests.credits.conftest import fund
 from tests.factories import UserFactory
 from tests.security.conftest import ROLES, Tenant, Tenants, closed_organization_of, state_of
@@ -291,7 +291,7 @@ def test_it_sweeps_the_pages_that_matter() -> None:
 def undone() -> Iterator[None]:
     """Run a request in a savepoint that is rolled back, so the next persona finds the tenant as
     the fixture made it (e.g. the invitation the owner just revoked is open again)."""
-    with transaction.atomic():
+    with atomic_as_test_case():
         yield
         transaction.set_rollback(True)
 
