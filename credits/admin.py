@@ -399,13 +399,14 @@ class PurchaseAdmin(ReadOnly):
         url = reverse("admin:credits_purchase_refund", args=[obj.pk])
         return format_html('<a href="{}">Refund…</a>', url)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A purchase moves only through its services (paid, refunded, ended): never by a form.
+        own = tuple(field.name for field in Purchase._meta.fields)
+        return (*self.readonly_fields, *own)
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # Who paid and the refund first; then the purchase's own fields.
-        own = [
-            name
-            for name in super().get_fields(request, obj)
-            if isinstance(name, str) and name not in self.readonly_fields
-        ]
+        own = tuple(field.name for field in Purchase._meta.fields if field.name != "id")
         return ("payer", "refund_link", *own)
 
     def get_urls(self) -> list[URLPattern]:

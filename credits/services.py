@@ -1147,7 +1147,12 @@ def _reversal_locked(
     purchase: Purchase, *, kind: str, gateway_id: str, amount_cents: int, status: str
 ) -> tuple[PurchaseReversal, str]:
     """The purchase's record of this refund or dispute, locked, updated to what the gateway says
-    now; with the status it had before ("" when new). Inside the caller's transaction."""
+    now; with the status it had before ("" when new). Inside the caller's transaction.
+
+    The purchase's row is locked first, as purchase_mark_paid locks it before the account's:
+    reversals of one purchase and its crediting then queue in one order (taking the account
+    first, a reversal and the crediting it set off deadlocked under 32 deliveries at once)."""
+    list(Purchase.objects.select_for_update().filter(pk=purchase.pk).values_list("pk", flat=True))
     try:
         with transaction.atomic():
             reversal = PurchaseReversal.objects.create(

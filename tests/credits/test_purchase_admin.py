@@ -80,3 +80,19 @@ def test_refund_is_a_link_on_the_purchase_page_too(
     pending = bought({"organization": world.org}, "KB-000104", status="pending")
     page = admin_client.get(reverse("admin:credits_purchase_change", args=[pending.pk]))
     assert reverse("admin:credits_purchase_refund", args=[pending.pk]) not in page.content.decode()
+
+
+def test_a_purchase_cannot_be_edited_in_the_admin(
+    admin_client: Client, purchases: dict[str, Purchase]
+) -> None:
+    """A purchase moves only through its services: its admin page has no field to change (a
+    pending purchase marked paid, or an amount raised, by a form would never reach the ledger)."""
+    pending = bought({"organization": purchases["acme"].account.organization}, "KB-000104",
+                     status="pending")  # fmt: skip
+    url = reverse("admin:credits_purchase_change", args=[pending.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert not any(field for field in page.context["adminform"].form.fields)
+    admin_client.post(url, {"status": "paid", "amount_cents": "999999", "action_url": "x.test"})
+    pending.refresh_from_db()
+    assert (pending.status, pending.amount_cents) == ("pending", 5_000)
